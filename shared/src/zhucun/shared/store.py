@@ -1,0 +1,423 @@
+"""The event store: one append-only ``events`` table in each service's own database.
+
+Guarantees, each backed by the database rather than by process memory:
+
+* **Optimistic concurrency** — an append names the stream version it expects; if another
+  writer got there first the append fails with ``WrongExpectedVersion`` and stores nothing.
+  ``UNIQUE (stream_id, stream_version)`` is the backstop.
+* **Idempotency by event id** — re-appending events whose ids are stored is a no-op success
+  when the content (stream, type, schema version, key, data) is the same, and an
+  ``EventIdConflict`` when it is not. ``UNIQUE (event_id)`` is the backstop.
+* **Tamper evidence** — each event's ``hash`` covers its canonical encoding and the previous
+  event's hash in the same stream; ``verify()`` walks the chains and names the first broken
+  link. Global positions are dense (1, 2, 3, ...), so a deleted row shows as a gap.
+* **Gap-safe global order** — see ``_APPEND_LOCK`` below.
+
+Why a lock for the global order
+-------------------------------
+A position taken from a sequence can commit *after* a higher one, so a reader tailing
+``global_position > last_seen`` would skip it for ever (the bug that Marten, Axon, Eventuous,
+SQLStreamStore and prooph all shipped). We serialise appends per database with a
+transaction-scoped advisory lock and take ``max(global_position) + 1`` under it: PostgreSQL
+makes a transaction visible before it releases its locks, so when an append can allocate
+position *n + 1*, position *n* is already visible to everyone. Readers need no snapshot
+tricks and the position is a plain dense number an auditor can reason about.
+
+The cost is that appends to one service's store do not run in parallel: throughput is bound
+by commit latency, which batching amortises (see ``bench/``). One database per service keeps
+the lock local. The alternative — a transaction-id high-water mark with ``pg_snapshot_xmin`` —
+lets writers run concurrently but turns the reader's cursor into a pair ``(xid, position)``
+and allows gaps; it is the upgrade path if a single service ever needs more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+
+from zhucun.shared.envelope import NewEvent, RecordedEvent
+from zhucun.shared.events import GENESIS_HASH, JsonObject
+
+#: ``expected_version`` for "append whatever the stream's version is".
+ANY_VERSION: Final = -1
+#: ``expected_version`` for "the stream must not exist yet".
+NO_STREAM: Final = 0
+
+_COLUMNS = (
+    "global_position, event_id, stream_id, stream_version, event_type, schema_version, key, "
+    "data, occurred_at, recorded_at, correlation_id, causation_id, actor, prev_hash, hash"
+)
+
+
+class EventStoreError(Exception):
+    """Base of the store's typed errors."""
+
+
+class WrongExpectedVersion(EventStoreError):
+    """Another writer appended to the stream first (HTTP 409)."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r} is at version {actual}, expected {expected}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+
+
+class EventIdConflict(EventStoreError):
+    """An event id is already stored with different content, or a batch mixes stored and new
+    ids (a retry always resends the same batch, so that is a client bug)."""
+
+    def __init__(self, event_id: str, reason: str) -> None:
+        super().__init__(f"event {event_id}: {reason}")
+        self.event_id = event_id
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    events: list[RecordedEvent]
+    #: True when every event was already stored (an idempotent retry): nothing was written.
+    duplicate: bool
+
+    @property
+    def stream_version(self) -> int:
+        return self.events[-1].stream_version
+
+    @property
+    def last_position(self) -> int:
+        return self.events[-1].global_position
+
+
+@dataclass(frozen=True, slots=True)
+class BrokenLink:
+    stream_id: str
+    stream_version: int
+    global_position: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    events_checked: int
+    streams_checked: int
+    first_broken: BrokenLink | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken is None
+
+
+def advisory_lock_key(schema: str, purpose: str) -> int:
+    """A stable signed 64-bit advisory-lock key per schema and purpose."""
+    digest = hashlib.sha256(f"zhucun:{schema}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _record(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(**dict(row))
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """An asyncpg pool whose connections read and write ``jsonb`` as Python objects."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+class EventStore:
+    """Append to and read from the ``events`` table of one schema."""
+
+    def __init__(self, pool: asyncpg.Pool, *, schema: str = "public") -> None:
+        if not schema.isidentifier() or schema.lower() != schema:
+            raise ValueError(f"invalid schema name {schema!r}")
+        self.pool = pool
+        self.schema = schema
+        self.table = f'"{schema}".events'
+        self.notify_channel = f"zhucun_events_{schema}"
+        self._append_lock = advisory_lock_key(schema, "append")
+
+    # --- schema ------------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Create the tables and the append-only guard (idempotent, safe to run concurrently)."""
+        s = f'"{self.schema}"'
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", advisory_lock_key(self.schema, "ddl")
+            )
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            await conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self.table} (
+                    global_position bigint PRIMARY KEY CHECK (global_position > 0),
+                    event_id uuid NOT NULL UNIQUE,
+                    stream_id text NOT NULL,
+                    stream_version integer NOT NULL CHECK (stream_version > 0),
+                    event_type text NOT NULL,
+                    schema_version integer NOT NULL,
+                    key text NOT NULL,
+                    data jsonb NOT NULL,
+                    occurred_at timestamptz NOT NULL,
+                    recorded_at timestamptz NOT NULL,
+                    correlation_id uuid NOT NULL,
+                    causation_id uuid,
+                    actor text,
+                    prev_hash text NOT NULL,
+                    hash text NOT NULL,
+                    UNIQUE (stream_id, stream_version)
+                )
+                """
+            )
+            # Stored events are facts: the application never updates or deletes them. The
+            # trigger stops accidents; a superuser can still bypass it, which verify() detects.
+            await conn.execute(
+                f"""
+                CREATE OR REPLACE FUNCTION {s}.events_are_append_only() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    RAISE EXCEPTION 'events are append-only (% refused)', TG_OP;
+                END $$
+                """
+            )
+            await conn.execute(
+                f"""
+                CREATE OR REPLACE TRIGGER events_append_only
+                BEFORE UPDATE OR DELETE ON {self.table}
+                FOR EACH STATEMENT EXECUTE FUNCTION {s}.events_are_append_only()
+                """
+            )
+            # The relay's record of what it has published (the events table is the outbox).
+            await conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {s}.relay_checkpoints (
+                    relay text PRIMARY KEY,
+                    position bigint NOT NULL CHECK (position >= 0),
+                    updated_at timestamptz NOT NULL DEFAULT now()
+                )
+                """
+            )
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int
+    ) -> AppendResult:
+        """Append ``events`` to ``stream_id`` atomically, after version ``expected_version``
+        (``NO_STREAM`` for a new stream, ``ANY_VERSION`` to skip the check)."""
+        if not events:
+            raise ValueError("append needs at least one event")
+        ids = [e.event_id for e in events]
+        if len(set(ids)) != len(ids):
+            raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
+        payloads = [e.event.to_data() for e in events]
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
+            stored = await conn.fetch(
+                f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
+            )
+            if stored:
+                return AppendResult(_replayed(stream_id, events, payloads, stored), duplicate=True)
+            head = await conn.fetchrow(
+                f"""
+                SELECT stream_version, hash,
+                       (SELECT coalesce(max(global_position), 0) FROM {self.table}) AS position
+                FROM (SELECT 1) AS one
+                LEFT JOIN LATERAL (
+                    SELECT stream_version, hash FROM {self.table}
+                    WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+                ) AS last ON true
+                """,
+                stream_id,
+            )
+            assert head is not None
+            version: int = head["stream_version"] or 0
+            if expected_version != ANY_VERSION and version != expected_version:
+                raise WrongExpectedVersion(stream_id, expected_version, version)
+            prev_hash: str = head["hash"] or GENESIS_HASH
+            position: int = head["position"]
+            recorded_at = datetime.now(UTC)
+            recorded: list[RecordedEvent] = []
+            for new, data in zip(events, payloads, strict=True):
+                version += 1
+                position += 1
+                meta = new.metadata
+                event = RecordedEvent(
+                    event_id=new.event_id,
+                    stream_id=stream_id,
+                    stream_version=version,
+                    global_position=position,
+                    event_type=new.event.event_type,
+                    schema_version=new.event.schema_version,
+                    key=new.event.kafka_key(),
+                    data=data,
+                    occurred_at=meta.occurred_at,
+                    recorded_at=recorded_at,
+                    correlation_id=meta.correlation_id,
+                    causation_id=meta.causation_id,
+                    actor=meta.actor,
+                    prev_hash=prev_hash,
+                    hash="",
+                )
+                digest = event.computed_hash()
+                recorded.append(event.model_copy(update={"hash": digest}))
+                prev_hash = digest
+            await conn.execute(
+                f"""
+                INSERT INTO {self.table} ({_COLUMNS})
+                SELECT * FROM unnest(
+                    $1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
+                    $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[], $11::uuid[],
+                    $12::uuid[], $13::text[], $14::text[], $15::text[])
+                """,
+                *_columns_of(recorded),
+            )
+            # Wakes relays and tailing readers at once instead of at their next poll.
+            await conn.execute("SELECT pg_notify($1, $2)", self.notify_channel, str(position))
+        return AppendResult(recorded, duplicate=False)
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM {self.table}
+            WHERE stream_id = $1 AND stream_version >= $2
+              AND ($3::int IS NULL OR stream_version <= $3)
+            ORDER BY stream_version
+            """,
+            stream_id,
+            from_version,
+            to_version,
+        )
+        return [_record(r) for r in rows]
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events with ``global_position > after`` in position order. Safe to tail: a position
+        is only allocated once every lower one is visible (see the module docstring)."""
+        rows = await self.pool.fetch(
+            f"""
+            SELECT {_COLUMNS} FROM {self.table}
+            WHERE global_position > $1 ORDER BY global_position LIMIT $2
+            """,
+            after,
+            limit,
+        )
+        return [_record(r) for r in rows]
+
+    async def head_position(self) -> int:
+        value = await self.pool.fetchval(
+            f"SELECT coalesce(max(global_position), 0) FROM {self.table}"
+        )
+        return int(value)
+
+    async def stream_version(self, stream_id: str) -> int:
+        value = await self.pool.fetchval(
+            f"SELECT coalesce(max(stream_version), 0) FROM {self.table} WHERE stream_id = $1",
+            stream_id,
+        )
+        return int(value)
+
+    # --- auditing ----------------------------------------------------------------------
+
+    async def verify(self, *, batch_size: int = 2000) -> VerificationReport:
+        """Walk every hash chain in global order and name the first broken link.
+
+        Checks per event: positions are dense (a deleted row leaves a gap), versions follow
+        each other within the stream, ``prev_hash`` is the previous event's ``hash``, and
+        ``hash`` matches the recomputed hash of the stored content.
+        """
+        last_hash: dict[str, str] = {}
+        last_version: dict[str, int] = {}
+        checked = 0
+        expected_position = 1
+        async for event in self._scan(batch_size):
+            checked += 1
+            stream = event.stream_id
+            reason = None
+            if event.global_position != expected_position:
+                reason = (
+                    f"global positions {expected_position}..{event.global_position - 1} are missing"
+                )
+            elif event.stream_version != last_version.get(stream, 0) + 1:
+                reason = f"version {event.stream_version} follows {last_version.get(stream, 0)}"
+            elif event.prev_hash != last_hash.get(stream, GENESIS_HASH):
+                reason = "prev_hash does not match the previous event's hash"
+            elif event.computed_hash() != event.hash:
+                reason = "content does not match its hash (altered after it was stored)"
+            if reason is not None:
+                broken = BrokenLink(stream, event.stream_version, event.global_position, reason)
+                return VerificationReport(checked, len(last_hash), broken)
+            expected_position = event.global_position + 1
+            last_hash[stream] = event.hash
+            last_version[stream] = event.stream_version
+        return VerificationReport(checked, len(last_hash), None)
+
+    async def _scan(self, batch_size: int) -> AsyncIterator[RecordedEvent]:
+        after = 0
+        while True:
+            batch = await self.read_all(after=after, limit=batch_size)
+            for event in batch:
+                yield event
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].global_position
+
+
+def _replayed(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    payloads: list[JsonObject],
+    stored: list[asyncpg.Record],
+) -> list[RecordedEvent]:
+    """Decide an append whose event ids are (partly) stored: all the same → the stored
+    events, unchanged; anything else → ``EventIdConflict``."""
+    by_id = {row["event_id"]: _record(row) for row in stored}
+    for new, data in zip(events, payloads, strict=True):
+        existing = by_id.get(new.event_id)
+        if existing is None:
+            raise EventIdConflict(
+                str(new.event_id), "part of this batch is already stored and part is not"
+            )
+        same = (
+            existing.stream_id == stream_id
+            and existing.event_type == new.event.event_type
+            and existing.schema_version == new.event.schema_version
+            and existing.key == new.event.kafka_key()
+            and existing.data == data
+        )
+        if not same:
+            raise EventIdConflict(str(new.event_id), "already stored with different content")
+    return [by_id[new.event_id] for new in events]
+
+
+def _columns_of(events: list[RecordedEvent]) -> list[list[Any]]:
+    return [
+        [e.global_position for e in events],
+        [e.event_id for e in events],
+        [e.stream_id for e in events],
+        [e.stream_version for e in events],
+        [e.event_type for e in events],
+        [e.schema_version for e in events],
+        [e.key for e in events],
+        [e.data for e in events],
+        [e.occurred_at for e in events],
+        [e.recorded_at for e in events],
+        [e.correlation_id for e in events],
+        [e.causation_id for e in events],
+        [e.actor for e in events],
+        [e.prev_hash for e in events],
+        [e.hash for e in events],
+    ]

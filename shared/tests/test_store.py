@@ -1,0 +1,216 @@
+"""Event-store contract, against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import ClassVar
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from zhucun.shared.envelope import EventMetadata, NewEvent
+from zhucun.shared.events import DomainEvent, EventRegistry
+from zhucun.shared.store import (
+    ANY_VERSION,
+    NO_STREAM,
+    EventIdConflict,
+    EventStore,
+    WrongExpectedVersion,
+    create_pool,
+)
+
+pytestmark = pytest.mark.integration
+
+registry = EventRegistry()
+
+
+@registry.register
+class PresenceConfirmed(DomainEvent):
+    event_type: ClassVar[str] = "test.PresenceConfirmed"
+    key_field: ClassVar[str] = "cadre_id"
+    cadre_id: str
+    day: int
+    note: str = "在村"
+
+
+def new(cadre_id: str, day: int, **kw: object) -> NewEvent:
+    meta = EventMetadata(occurred_at=datetime.now(UTC), actor="tester:service")
+    return NewEvent(event=PresenceConfirmed(cadre_id=cadre_id, day=day, **kw), metadata=meta)
+
+
+@pytest.fixture
+async def store(fresh_database: str) -> AsyncIterator[EventStore]:
+    pool = await create_pool(fresh_database, max_size=30)
+    store = EventStore(pool, schema="dispatch")
+    await store.migrate()
+    yield store
+    await pool.close()
+
+
+async def test_append_and_read_back(store: EventStore) -> None:
+    first = await store.append("cadre-1", [new("c1", 1), new("c1", 2)], expected_version=NO_STREAM)
+    second = await store.append("village-9", [new("c2", 1)], expected_version=NO_STREAM)
+    third = await store.append("cadre-1", [new("c1", 3)], expected_version=2)
+
+    assert [e.stream_version for e in first.events] == [1, 2]
+    assert third.stream_version == 3
+    assert [e.global_position for e in (*first.events, *second.events, *third.events)] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    stream = await store.read_stream("cadre-1")
+    assert [e.decode(registry) for e in stream] == [
+        PresenceConfirmed(cadre_id="c1", day=d) for d in (1, 2, 3)
+    ]
+    assert stream[0].key == "c1"
+    assert stream[0].actor == "tester:service"
+    assert stream == [*first.events, *third.events]  # what append returned is what is stored
+    assert [e.global_position for e in await store.read_all(after=2)] == [3, 4]
+    assert await store.head_position() == 4
+    assert await store.stream_version("cadre-1") == 3
+
+
+async def test_wrong_expected_version_stores_nothing(store: EventStore) -> None:
+    await store.append("cadre-1", [new("c1", 1)], expected_version=NO_STREAM)
+    with pytest.raises(WrongExpectedVersion) as err:
+        await store.append("cadre-1", [new("c1", 2), new("c1", 3)], expected_version=NO_STREAM)
+    assert (err.value.expected, err.value.actual) == (0, 1)
+    assert await store.head_position() == 1
+    any_version = await store.append("cadre-1", [new("c1", 4)], expected_version=ANY_VERSION)
+    assert any_version.stream_version == 2
+
+
+async def test_twenty_concurrent_appends_at_the_same_version_one_wins(store: EventStore) -> None:
+    await store.append("cadre-1", [new("c1", 0)], expected_version=NO_STREAM)
+
+    async def attempt(i: int) -> int | Exception:
+        try:
+            result = await store.append("cadre-1", [new("c1", 100 + i)], expected_version=1)
+            return result.stream_version
+        except WrongExpectedVersion as exc:
+            return exc
+
+    outcomes = await asyncio.gather(*(attempt(i) for i in range(20)))
+    winners = [o for o in outcomes if isinstance(o, int)]
+    assert winners == [2]
+    assert all(isinstance(o, WrongExpectedVersion) for o in outcomes if not isinstance(o, int))
+    assert [e.stream_version for e in await store.read_stream("cadre-1")] == [1, 2]
+
+
+async def test_reappending_the_same_event_ids_is_a_no_op(store: EventStore) -> None:
+    batch = [new("c1", 1), new("c1", 2)]
+    first = await store.append("cadre-1", batch, expected_version=NO_STREAM)
+    # A client that timed out retries the same command with the same ids and version.
+    again = await store.append("cadre-1", batch, expected_version=NO_STREAM)
+    assert again.duplicate
+    assert not first.duplicate
+    assert again.events == first.events
+    assert await store.head_position() == 2
+
+
+async def test_same_event_id_with_other_content_is_refused(store: EventStore) -> None:
+    original = new("c1", 1)
+    await store.append("cadre-1", [original], expected_version=NO_STREAM)
+    forged = NewEvent(
+        event=PresenceConfirmed(cadre_id="c1", day=2),
+        metadata=original.metadata,
+        event_id=original.event_id,
+    )
+    with pytest.raises(EventIdConflict, match="different content"):
+        await store.append("cadre-1", [forged], expected_version=ANY_VERSION)
+    with pytest.raises(EventIdConflict, match="part of this batch"):
+        await store.append("cadre-1", [original, new("c1", 3)], expected_version=ANY_VERSION)
+    with pytest.raises(EventIdConflict, match="twice"):
+        await store.append("cadre-1", [original, original], expected_version=ANY_VERSION)
+    assert await store.head_position() == 1
+
+
+async def test_hash_chain_detects_a_row_altered_with_plain_sql(
+    store: EventStore, fresh_database: str
+) -> None:
+    for n in range(3):
+        await store.append(f"cadre-{n}", [new(f"c{n}", d) for d in range(4)], expected_version=0)
+    clean = await store.verify()
+    assert clean.ok
+    assert clean.events_checked == 12
+    assert clean.streams_checked == 3
+
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        # The append-only trigger refuses an ordinary UPDATE...
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await conn.execute("UPDATE dispatch.events SET data = '{}' WHERE global_position = 1")
+        # ...but a superuser can bypass triggers; the chain still gives it away.
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            """UPDATE dispatch.events SET data = jsonb_set(data, '{note}', '"不在村"')
+               WHERE stream_id = 'cadre-1' AND stream_version = 3"""
+        )
+    finally:
+        await conn.close()
+
+    report = await store.verify()
+    assert report.first_broken is not None
+    assert (report.first_broken.stream_id, report.first_broken.stream_version) == ("cadre-1", 3)
+    assert "altered" in report.first_broken.reason
+
+
+async def test_hash_chain_detects_a_deleted_row(store: EventStore, fresh_database: str) -> None:
+    await store.append("cadre-1", [new("c1", d) for d in range(3)], expected_version=0)
+    await store.append("cadre-2", [new("c2", d) for d in range(3)], expected_version=0)
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute("DELETE FROM dispatch.events WHERE global_position = 2")
+    finally:
+        await conn.close()
+    report = await store.verify()
+    assert report.first_broken is not None
+    assert report.first_broken.global_position == 3
+    assert "missing" in report.first_broken.reason
+
+
+async def test_a_tailing_reader_never_skips_an_event_under_concurrent_writers(
+    store: EventStore,
+) -> None:
+    writers, appends_per_writer = 8, 40
+    done = asyncio.Event()
+
+    async def writer(w: int) -> None:
+        for i in range(appends_per_writer):
+            size = random.randint(1, 5)
+            batch = [new(f"c{w}", i * 10 + k) for k in range(size)]
+            await store.append(f"cadre-{w}-{uuid4()}", batch, expected_version=NO_STREAM)
+            await asyncio.sleep(random.random() / 500)
+
+    seen: list[int] = []
+
+    async def reader() -> None:
+        cursor = 0
+        while True:
+            finished = done.is_set()  # read once more after the writers finished
+            batch = await store.read_all(after=cursor, limit=17)
+            for event in batch:
+                # A skipped event would show up here as a jump past cursor + 1.
+                assert event.global_position == cursor + 1, (cursor, event.global_position)
+                cursor = event.global_position
+                seen.append(cursor)
+            if finished and not batch:
+                return
+            if not batch:
+                await asyncio.sleep(0)
+
+    read = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    done.set()
+    await asyncio.wait_for(read, timeout=60)
+
+    head = await store.head_position()
+    assert seen == list(range(1, head + 1))
+    assert (await store.verify()).ok
