@@ -104,7 +104,11 @@ class Relay:
                 )
             )
         await asyncio.gather(*deliveries)
-        last = events[-1].global_position
+        await self._save_checkpoint(events[-1].global_position)
+        self._published.inc(len(events))
+        return len(events)
+
+    async def _save_checkpoint(self, position: int) -> None:
         await self.store.pool.execute(
             f"""
             INSERT INTO {self._checkpoints} (relay, position) VALUES ($1, $2)
@@ -112,10 +116,8 @@ class Relay:
             WHERE {self._checkpoints}.position < EXCLUDED.position
             """,
             self.name,
-            last,
+            position,
         )
-        self._published.inc(len(events))
-        return len(events)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set. Waits as a standby while another relay leads."""
