@@ -1,0 +1,222 @@
+"""The FastAPI app every service starts from: health, metrics, problems, correlation ids, auth.
+
+``create_http_app`` only builds objects; nothing connects until the lifespan runs. Readiness
+checks for resources the lifespan creates (a pool, a broker) may be added there::
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with asyncpg.create_pool(...) as pool:
+            app.state.readiness_checks["postgres"] = postgres_ready(pool)
+            yield
+"""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import asyncpg
+import structlog
+from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
+
+from zhucun.shared.auth import TokenVerifier
+from zhucun.shared.problems import ProblemError, install_problem_handlers, problem_response
+from zhucun.shared.settings import ServiceSettings
+
+#: Raises (anything) when the dependency it checks is not usable.
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+CORRELATION_ID_HEADER = "X-Correlation-ID"
+DEFAULT_READINESS_TIMEOUT_SECONDS = 3.0
+
+#: Paths polled by Kubernetes and Prometheus; their request lines are logged at debug only.
+_OPERATIONAL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+_logger = structlog.get_logger(__name__)
+
+
+def create_http_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    version: str = "0.1.0",
+    readiness_checks: Mapping[str, ReadinessCheck] | None = None,
+    lifespan: Lifespan[FastAPI] | None = None,
+    registry: CollectorRegistry | None = None,
+    readiness_timeout_seconds: float = DEFAULT_READINESS_TIMEOUT_SECONDS,
+) -> FastAPI:
+    """A FastAPI app with ``/health/live``, ``/health/ready``, ``/metrics`` and the plumbing.
+
+    ``registry`` defaults to a fresh one per app (with process metrics), so two apps in
+    one process, as in tests, never register the same metric twice.
+    """
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings.auth)
+    app.state.readiness_checks = dict(readiness_checks or {})
+    app.state.readiness_timeout_seconds = readiness_timeout_seconds
+    app.state.metrics_registry = registry if registry is not None else _fresh_registry()
+
+    # add_middleware wraps what is already there: the last one added runs first. The order
+    # on the way in is: correlation id -> log context + metrics -> 500 problems -> handlers.
+    install_problem_handlers(app)
+    app.add_middleware(
+        RequestObservationMiddleware, metrics=HttpMetrics(app.state.metrics_registry)
+    )
+    app.add_middleware(CorrelationIdMiddleware, header_name=CORRELATION_ID_HEADER)
+
+    app.include_router(_operational_router())
+    return app
+
+
+def _fresh_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+def _operational_router() -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @router.get("/health/ready")
+    async def ready(request: Request) -> Response:
+        checks: Mapping[str, ReadinessCheck] = request.app.state.readiness_checks
+        timeout: float = request.app.state.readiness_timeout_seconds
+        errors = await asyncio.gather(*(_run_check(check, timeout) for check in checks.values()))
+        outcome = {name: error or "ok" for name, error in zip(checks, errors, strict=True)}
+        failing = sorted(name for name, error in zip(checks, errors, strict=True) if error)
+        if not failing:
+            return JSONResponse({"status": "ready", "checks": outcome})
+        _logger.warning("http.not_ready", failing=failing)
+        problem = ProblemError(
+            503,
+            "not-ready",
+            "Service not ready",
+            f"Failing readiness checks: {', '.join(failing)}.",
+            checks=outcome,
+        ).to_problem(instance=request.url.path)
+        return problem_response(problem)
+
+    @router.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        registry: CollectorRegistry = request.app.state.metrics_registry
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _run_check(check: ReadinessCheck, limit_seconds: float) -> str | None:
+    """``None`` when the check passed, else why it failed."""
+    deadline = asyncio.timeout(limit_seconds)
+    try:
+        async with deadline:
+            await check()
+    except Exception as error:
+        if isinstance(error, TimeoutError) and deadline.expired():
+            return f"timed out after {limit_seconds:g}s"
+        return f"{type(error).__name__}: {error}".removesuffix(": ")
+    return None
+
+
+def postgres_ready(pool: "asyncpg.Pool[asyncpg.Record]") -> ReadinessCheck:
+    """Ready when the pool can run ``SELECT 1``."""
+
+    async def check() -> None:
+        await pool.fetchval("SELECT 1")
+
+    return check
+
+
+def kafka_ready(ping: Callable[[], Awaitable[bool]]) -> ReadinessCheck:
+    """Ready when ``ping`` answers true, e.g. ``functools.partial(broker.ping, timeout=2)``
+    of a FastStream broker; taking a callable keeps this independent of how it is built."""
+
+    async def check() -> None:
+        if not await ping():
+            raise ConnectionError("the Kafka cluster did not answer the ping")
+
+    return check
+
+
+class HttpMetrics:
+    """Request count and latency by method, route template and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("method", "route", "status")
+        self.requests = Counter("http_requests", "HTTP requests handled", labels, registry=registry)
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from receiving an HTTP request to finishing its response",
+            labels,
+            registry=registry,
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = (method, route, str(status))
+        self.requests.labels(*labels).inc()
+        self.duration.labels(*labels).observe(seconds)
+
+
+class RequestObservationMiddleware:
+    """Binds the correlation id into the log context, records metrics, logs one line.
+
+    The log context is restored afterwards so nothing bound during a request (the actor,
+    say) leaks into the next one when requests share a task, as they do in tests.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        saved_context = structlog.contextvars.get_contextvars()
+        structlog.contextvars.bind_contextvars(correlation_id=correlation_id.get())
+        status = 500  # if the app raises before starting a response, the server sends a 500
+        started = time.perf_counter()
+
+        async def send_recording_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recording_status)
+        finally:
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+            # The template, not the path: ids in paths would make a series per resource.
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.observe(method, route, status, elapsed)
+            log = _logger.debug if scope["path"] in _OPERATIONAL_PATHS else _logger.info
+            log(
+                "http.request",
+                method=scope["method"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 1),
+            )
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(**saved_context)
