@@ -6,6 +6,7 @@ SSL (mutual TLS) or SASL_SSL with SCRAM in production, from the same settings ob
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class TopicSetupError(Exception):
     pass
 
 
-async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> list[str]:
+async def ensure_topics(
+    settings: KafkaSettings, specs: Iterable[TopicSpec], *, leader_wait_seconds: float = 30.0
+) -> list[str]:
     """Create the topics that do not exist yet; returns the names created. Existing topics are
     left as they are (partitions are never shrunk, configs never silently rewritten)."""
     wanted = list(specs)
@@ -152,9 +155,28 @@ async def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec]) -> 
         ]
         if failures:
             raise TopicSetupError("could not create topics: " + "; ".join(failures))
-        return [s.name for s in missing]
+        created = [s.name for s in missing]
+        await _await_leaders(admin, created, leader_wait_seconds)
+        return created
     finally:
         await admin.close()
+
+
+async def _await_leaders(admin: AIOKafkaAdminClient, topics: list[str], seconds: float) -> None:
+    """A topic is usable once every partition has a leader; until then producers get
+    NotLeaderForPartition and retry, which is noise at best."""
+    async with asyncio.timeout(seconds):
+        while True:
+            described = await admin.describe_topics(topics)
+            ready = all(
+                t["error_code"] == 0
+                and t["partitions"]
+                and all(p["error_code"] == 0 and p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            )
+            if ready:
+                return
+            await asyncio.sleep(0.1)
 
 
 def _topic_errors(response: Any) -> list[tuple[str, int, str | None]]:
