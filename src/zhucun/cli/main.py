@@ -1,0 +1,144 @@
+"""The ``zhucun`` command: local infrastructure and development helpers.
+
+Each area is a sub-app (``zhucun infra ...``); later areas (replay, verify, export, status)
+join the same way with ``app.add_typer``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zhucun.infra._common import InfraError
+from zhucun.shared.auth import Role
+
+app = typer.Typer(
+    name="zhucun",
+    help="Zhucun (驻村): dispatch, manage and assess village-resident cadres.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+infra_app = typer.Typer(
+    help="Local Kafka and PostgreSQL servers for the demo (real servers, no Docker needed).",
+    no_args_is_help=True,
+)
+app.add_typer(infra_app, name="infra")
+
+# Progress and errors go to stderr so stdout carries only a command's result.
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(code=1)
+
+
+@infra_app.command("up")
+def infra_up(
+    kafka_port: Annotated[int, typer.Option(help="Kafka broker port on 127.0.0.1.")] = 19092,
+    kafka_controller_port: Annotated[
+        int, typer.Option(help="Kafka KRaft controller port on 127.0.0.1.")
+    ] = 19093,
+    postgres_port: Annotated[int, typer.Option(help="PostgreSQL port on 127.0.0.1.")] = 15432,
+    kafka_heap: Annotated[str, typer.Option(help="Kafka JVM heap (-Xms/-Xmx).")] = "1g",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the servers keep their data (default: .cache/infra)."),
+    ] = None,
+) -> None:
+    """Start Kafka and PostgreSQL (idempotent: running servers are left alone)."""
+    from zhucun.infra import local
+
+    try:
+        kafka, postgres = local.up(
+            kafka_port=kafka_port,
+            kafka_controller_port=kafka_controller_port,
+            postgres_port=postgres_port,
+            kafka_heap=kafka_heap,
+            data_dir=data_dir,
+        )
+    except InfraError as error:
+        raise _fail(error) from error
+    # Plain echo: rich would wrap the long DSN line at the terminal's width.
+    typer.echo(f"kafka     {kafka.bootstrap_servers}")
+    typer.echo(f"postgres  {postgres.dsn('<database>')}")
+    typer.echo(f"databases {', '.join(local.SERVICE_DATABASES)}")
+
+
+@infra_app.command("down")
+def infra_down(
+    purge: Annotated[bool, typer.Option(help="Also delete the servers' data.")] = False,
+) -> None:
+    """Stop the servers started by `zhucun infra up` (data is kept unless --purge)."""
+    from zhucun.infra import local
+
+    try:
+        stopped = local.down(purge=purge)
+    except InfraError as error:
+        raise _fail(error) from error
+    stdout.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@infra_app.command("status")
+def infra_status() -> None:
+    """Show each server and whether it really answers. Exits 1 when one is down."""
+    from zhucun.infra import local
+
+    statuses = local.status()
+    table = Table(title="Zhucun local infrastructure")
+    for column in ("server", "pid", "address", "state", "detail"):
+        table.add_column(column)
+    for entry in statuses:
+        table.add_row(
+            entry.name,
+            str(entry.pid) if entry.pid else "-",
+            entry.address or "-",
+            "[green]up[/]" if entry.up else "[red]down[/]",
+            entry.detail,
+        )
+    stdout.print(table)
+    if not all(entry.up for entry in statuses):
+        raise typer.Exit(code=1)
+
+
+@app.command("token")
+def token(
+    role: Annotated[Role, typer.Option(help="The principal's role.")],
+    county: Annotated[str | None, typer.Option(help="County id the token is scoped to.")] = None,
+    township: Annotated[
+        str | None, typer.Option(help="Township id the token is scoped to.")
+    ] = None,
+    cadre: Annotated[str | None, typer.Option(help="Cadre id (role cadre: themselves).")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="The token's subject (default: dev-<role>).")
+    ] = None,
+    ttl: Annotated[int, typer.Option(help="Lifetime in seconds.", min=1)] = 3600,
+) -> None:
+    """Mint a development JWT (HS256, the configured secret) and print only the token."""
+    from zhucun.shared.auth import mint_token
+    from zhucun.shared.settings import ServiceSettings
+
+    try:
+        # The same settings (and ZHUCUN_AUTH__* variables) the services verify tokens with.
+        settings = ServiceSettings()
+        minted = mint_token(
+            settings.auth,
+            subject=subject or f"dev-{role.value}",
+            role=role.value,
+            county=county,
+            township=township,
+            cadre=cadre,
+            ttl_seconds=ttl,
+        )
+    except ValueError as error:
+        raise _fail(error) from error
+    typer.echo(minted)
+
+
+if __name__ == "__main__":
+    app()
