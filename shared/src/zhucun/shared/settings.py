@@ -22,7 +22,8 @@ DEVELOPMENT_JWT_SECRET = "zhucun-development-secret-do-not-use-in-production"
 class KafkaSettings(BaseModel):
     """How to reach Kafka. PLAINTEXT is for development; production uses SASL_SSL or SSL."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Defaults everywhere point at the local servers of `zhucun infra up`.
+    bootstrap_servers: str = "127.0.0.1:19092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] | None = None
     sasl_username: str | None = None
@@ -51,7 +52,7 @@ class KafkaSettings(BaseModel):
 class PostgresSettings(BaseModel):
     """The service's own database. ``schema_name`` lets tests isolate themselves."""
 
-    dsn: SecretStr = SecretStr("postgresql://zhucun:zhucun@127.0.0.1:5432/zhucun")
+    dsn: SecretStr = SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/zhucun")
     schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)

@@ -1,0 +1,3 @@
+"""Zhucun assessment (考): inspections, quarterly, annual and term grades, villager
+evaluation, red and blue lists.
+"""

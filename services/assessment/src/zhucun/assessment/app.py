@@ -1,0 +1,34 @@
+"""Composition root of the assessment service: ``create_app(settings)``.
+
+Run it with ``uvicorn --factory zhucun.assessment.app:create_app`` (settings from ``ZHUCUN_*``
+environment variables).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from zhucun.shared.service import create_service_app
+from zhucun.shared.settings import PostgresSettings, ServiceSettings
+
+#: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
+TOPIC: str | None = "assessment.events.v1"
+SOURCE = "/zhucun/assessment"
+
+
+class AssessmentSettings(ServiceSettings):
+    service_name: str = "assessment"
+    postgres: PostgresSettings = PostgresSettings(
+        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/assessment")
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or AssessmentSettings()
+    return create_service_app(
+        settings,
+        title="Zhucun assessment (考)",
+        topic=TOPIC,
+        source=SOURCE,
+    )

@@ -1,0 +1,1 @@
+"""Zhucun dispatch (派): villages, cadres, teams, assignments, rounds, handovers, recalls."""

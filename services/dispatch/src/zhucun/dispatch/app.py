@@ -1,0 +1,34 @@
+"""Composition root of the dispatch service: ``create_app(settings)``.
+
+Run it with ``uvicorn --factory zhucun.dispatch.app:create_app`` (settings from ``ZHUCUN_*``
+environment variables).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from zhucun.shared.service import create_service_app
+from zhucun.shared.settings import PostgresSettings, ServiceSettings
+
+#: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
+TOPIC: str | None = "dispatch.events.v1"
+SOURCE = "/zhucun/dispatch"
+
+
+class DispatchSettings(ServiceSettings):
+    service_name: str = "dispatch"
+    postgres: PostgresSettings = PostgresSettings(
+        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/dispatch")
+    )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or DispatchSettings()
+    return create_service_app(
+        settings,
+        title="Zhucun dispatch (派)",
+        topic=TOPIC,
+        source=SOURCE,
+    )

@@ -1,0 +1,1 @@
+"""Zhucun projections (用): recall decisions, promotion pools, audit trail, replay."""
