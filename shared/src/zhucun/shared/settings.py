@@ -40,12 +40,12 @@ class KafkaSettings(BaseModel):
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:
-        if self.security_protocol.startswith("SASL_"):
-            if not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-                raise ValueError(
-                    f"security_protocol={self.security_protocol} needs sasl_mechanism, "
-                    "sasl_username and sasl_password"
-                )
+        complete = self.sasl_mechanism and self.sasl_username and self.sasl_password
+        if self.security_protocol.startswith("SASL_") and not complete:
+            raise ValueError(
+                f"security_protocol={self.security_protocol} needs sasl_mechanism, "
+                "sasl_username and sasl_password"
+            )
         return self
 
 
