@@ -30,9 +30,7 @@ apt_install() {
         as_root apt-get update -qq
         apt_updated=1
     fi
-    # confold: keep our createcluster.conf (see below) if the package brings its own.
-    as_root apt-get install -y -qq --no-install-recommends \
-        -o Dpkg::Options::=--force-confold "$@"
+    as_root apt-get install -y -qq --no-install-recommends "$@"
 }
 
 # -- uv --------------------------------------------------------------------------------------
@@ -68,11 +66,11 @@ have_postgres() {
 if ! have_postgres; then
     log "installing Debian's PostgreSQL server packages"
     # Debian's package would otherwise create and start a 'main' cluster on port 5432 that
-    # nothing here uses: the project runs private clusters made with initdb.
-    if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
-        as_root mkdir -p /etc/postgresql-common
-        echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
-    fi
+    # nothing here uses (the project runs private initdb clusters). createcluster.conf
+    # includes createcluster.d/, so a drop-in there switches it off without a conffile clash.
+    as_root mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" \
+        | as_root tee /etc/postgresql-common/createcluster.d/zhucun-no-main-cluster.conf >/dev/null
     apt_install postgresql
     have_postgres || die "postgresql was installed but initdb/pg_ctl cannot be found"
 fi

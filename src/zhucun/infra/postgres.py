@@ -29,6 +29,7 @@ from zhucun.infra._common import (
     file_lock,
     free_port,
     pid_alive,
+    pid_cmdline_contains,
     port_accepts,
     progress,
     read_state,
@@ -77,12 +78,12 @@ def ensure_postgres_installed() -> Path:
             "(Debian/Ubuntu: sudo apt-get install -y postgresql) or run scripts/bootstrap.sh"
         )
     progress("PostgreSQL server not found; installing Debian's postgresql package")
-    # Debian's package would otherwise create and start a 'main' cluster on port 5432
-    # that nothing here uses; createcluster.conf is postgresql-common's switch for that.
-    createcluster = Path("/etc/postgresql-common/createcluster.conf")
-    if not createcluster.exists():
-        createcluster.parent.mkdir(parents=True, exist_ok=True)
-        createcluster.write_text("create_main_cluster = false\n")
+    # Debian's package would otherwise create and start a 'main' cluster on port 5432 that
+    # nothing here uses. postgresql-common reads this switch from createcluster.conf, which
+    # includes createcluster.d/: a drop-in there avoids a conffile conflict on install.
+    no_main_cluster = Path("/etc/postgresql-common/createcluster.d/zhucun-no-main-cluster.conf")
+    no_main_cluster.parent.mkdir(parents=True, exist_ok=True)
+    no_main_cluster.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update"],
@@ -91,8 +92,6 @@ def ensure_postgres_installed() -> Path:
             "install",
             "-y",
             "--no-install-recommends",
-            "-o",
-            "Dpkg::Options::=--force-confold",
             "postgresql",
         ],
     ):
@@ -226,7 +225,9 @@ class PostgresServer:
             pid = int(first_line.strip())
         except (OSError, ValueError, IndexError):
             return None
-        return pid if pid_alive(pid) else None
+        # postmaster.pid outlives a crash: make sure the pid is still our postmaster.
+        alive = pid_alive(pid) and pid_cmdline_contains(pid, "postgres", str(self.data_dir))
+        return pid if alive else None
 
     @property
     def address(self) -> str:
