@@ -11,7 +11,9 @@ bootstrap:
 
 demo: bootstrap
 	uv run zhucun infra up
+	uv run zhucun services up
 	uv run zhucun infra status
+	uv run zhucun services status
 
 test: bootstrap
 	@status=0; uv run pytest $(ARGS) || status=$$?; \
@@ -29,4 +31,5 @@ lint:
 	uv run mypy shared/src src
 
 down:
+	uv run zhucun services down
 	uv run zhucun infra down

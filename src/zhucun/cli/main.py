@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zhucun.infra._common import InfraError
+from zhucun.infra.local import ServerStatus
 from zhucun.shared.auth import Role
 
 app = typer.Typer(
@@ -27,6 +28,11 @@ infra_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(infra_app, name="infra")
+services_app = typer.Typer(
+    help="Every service as a local process on the infrastructure of `zhucun infra up`.",
+    no_args_is_help=True,
+)
+app.add_typer(services_app, name="services")
 
 # Progress and errors go to stderr so stdout carries only a command's result.
 stdout = Console()
@@ -89,9 +95,13 @@ def infra_status() -> None:
     """Show each server and whether it really answers. Exits 1 when one is down."""
     from zhucun.infra import local
 
-    statuses = local.status()
-    table = Table(title="Zhucun local infrastructure")
-    for column in ("server", "pid", "address", "state", "detail"):
+    _print_status("Zhucun local infrastructure", local.status())
+
+
+def _print_status(title: str, statuses: list[ServerStatus]) -> None:
+    """One row per server or service; exits 1 when any is down."""
+    table = Table(title=title)
+    for column in ("name", "pid", "address", "state", "detail"):
         table.add_column(column)
     for entry in statuses:
         table.add_row(
@@ -104,6 +114,63 @@ def infra_status() -> None:
     stdout.print(table)
     if not all(entry.up for entry in statuses):
         raise typer.Exit(code=1)
+
+
+@services_app.command("up")
+def services_up() -> None:
+    """Start every service (idempotent) and wait until each reports ready."""
+    from zhucun.infra import services
+
+    try:
+        started = services.up()
+    except InfraError as error:
+        raise _fail(error) from error
+    for service in started:
+        typer.echo(f"{service.name:<12} {service.url}")
+
+
+@services_app.command("down")
+def services_down() -> None:
+    """Stop the services started by `zhucun services up`."""
+    from zhucun.infra import services
+
+    stopped = services.down()
+    stdout.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@services_app.command("status")
+def services_status() -> None:
+    """Ask each service's /health/ready. Exits 1 when one is down or not ready."""
+    from zhucun.infra import services
+
+    _print_status("Zhucun services", services.status())
+
+
+@app.command("serve")
+def serve(
+    service: Annotated[str, typer.Argument(help="dispatch, attendance, assessment or projections")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (default: ZHUCUN_HTTP_PORT).")] = None,
+) -> None:
+    """Run one service in the foreground (settings from ZHUCUN_* environment variables)."""
+    import importlib
+
+    import uvicorn
+
+    from zhucun.shared.settings import ServiceSettings
+
+    try:
+        module = importlib.import_module(f"zhucun.{service}.app")
+    except ModuleNotFoundError as error:
+        raise _fail(ValueError(f"no service called {service!r}")) from error
+    settings = ServiceSettings()
+    # log_config=None: the service's own structlog set-up formats uvicorn's lines too.
+    uvicorn.run(
+        module.create_app,
+        factory=True,
+        host=settings.http_host,
+        port=port or settings.http_port,
+        log_config=None,
+    )
 
 
 @app.command("token")
