@@ -179,7 +179,14 @@ def start_relay(dsn: str, bootstrap: str, topic: str, **extra: str) -> subproces
         "RELAY_TOPIC": topic,
         **extra,
     }
-    return subprocess.Popen([sys.executable, str(RELAY_PROCESS)], env=env)
+    return subprocess.Popen([sys.executable, str(RELAY_PROCESS)], env=env, stdout=subprocess.PIPE)
+
+
+async def until_ready(process: subprocess.Popen[bytes]) -> None:
+    """Waits for the relay's "ready" line: a SIGTERM before its handler exists would kill it."""
+    assert process.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), timeout=60)
+    assert line.strip() == b"relay ready", line
 
 
 async def wait_for_exit(process: subprocess.Popen[bytes], seconds: float) -> int:
@@ -202,6 +209,7 @@ async def test_kill_9_between_kafka_ack_and_checkpoint_loses_nothing(
     assert len(await read_topic(kafka_bootstrap, topic)) == 20  # ...though Kafka has them all
 
     healthy = start_relay(fresh_database, kafka_bootstrap, topic)
+    await until_ready(healthy)
     try:
         async with asyncio.timeout(60):
             while await relay.lag():
@@ -243,6 +251,7 @@ async def test_kill_9_at_random_points_while_appending_loses_nothing(
         assert await wait_for_exit(process, 10) == -signal.SIGKILL
     await writer
     final = start_relay(fresh_database, kafka_bootstrap, topic)
+    await until_ready(final)
     try:
         async with asyncio.timeout(120):
             while await relay.lag():
