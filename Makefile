@@ -28,7 +28,7 @@ test: bootstrap
 lint:
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy shared/src src
+	uv run mypy shared/src src services/*/src
 
 down:
 	uv run zhucun services down
