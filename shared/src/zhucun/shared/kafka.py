@@ -42,7 +42,7 @@ def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
     return context
 
 
-def _security(settings: KafkaSettings) -> BaseSecurity | None:
+def broker_security(settings: KafkaSettings) -> BaseSecurity | None:
     context = ssl_context(settings)
     if not settings.security_protocol.startswith("SASL_"):
         return BaseSecurity(ssl_context=context) if context else None
@@ -85,7 +85,7 @@ def make_broker(
     duplicates from its own retries). Nothing connects until the broker is started."""
     return KafkaBroker(
         settings.bootstrap_servers,
-        security=_security(settings),
+        security=broker_security(settings),
         client_id=client_id or settings.client_id,
         enable_idempotence=True,
         middlewares=(CorrelationLogContext, *middlewares),
