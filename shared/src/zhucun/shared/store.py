@@ -11,7 +11,7 @@ Guarantees, each backed by the database rather than by process memory:
 * **Tamper evidence** — each event's ``hash`` covers its canonical encoding and the previous
   event's hash in the same stream; ``verify()`` walks the chains and names the first broken
   link. Global positions are dense (1, 2, 3, ...), so a deleted row shows as a gap.
-* **Gap-safe global order** — see ``_APPEND_LOCK`` below.
+* **Gap-safe global order** — see "Why a lock for the global order" below.
 
 Why a lock for the global order
 -------------------------------
