@@ -23,16 +23,17 @@ from functools import partial
 
 import asyncpg
 import structlog
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
 from zhucun.shared.http import create_http_app, kafka_ready, postgres_ready
 from zhucun.shared.kafka import dlq_topic, ensure_topics, event_topic, make_broker
 from zhucun.shared.logging import configure_logging
+from zhucun.shared.problems import ProblemError, problem_response
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import ServiceSettings
-from zhucun.shared.store import EventStore, create_pool
+from zhucun.shared.store import EventIdConflict, EventStore, WrongExpectedVersion, create_pool
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +115,26 @@ def create_service_app(
         settings, title=title, version=version, lifespan=lifespan, registry=registry
     )
     app.state.runtime = runtime
+    app.add_exception_handler(WrongExpectedVersion, _store_conflict)
+    app.add_exception_handler(EventIdConflict, _store_conflict)
     return app
+
+
+async def _store_conflict(request: Request, exc: Exception) -> Response:
+    """Concurrent writers and re-used event ids are the client's to resolve: 409."""
+    if isinstance(exc, WrongExpectedVersion):
+        problem = ProblemError(
+            409,
+            "version-conflict",
+            "Someone else changed this first",
+            f"{exc}; read it again and retry",
+            stream_id=exc.stream_id,
+            expected_version=exc.expected,
+            actual_version=exc.actual,
+        )
+    else:
+        problem = ProblemError(409, "event-id-conflict", "Event id already used", str(exc))
+    return problem_response(problem.to_problem(instance=request.url.path))
 
 
 async def _supervise(relay: Relay, stop: asyncio.Event) -> None:
