@@ -146,6 +146,29 @@ def services_status() -> None:
     _print_status("Zhucun services", services.status())
 
 
+contracts_app = typer.Typer(
+    help="The published event contracts (AsyncAPI documents) of the services.",
+    no_args_is_help=True,
+)
+app.add_typer(contracts_app, name="contracts")
+
+#: Services that publish a topic and so have a contract module.
+CONTRACT_MODULES = ("zhucun.dispatch.contract",)
+
+
+@contracts_app.command("write")
+def contracts_write() -> None:
+    """Regenerate every service's committed asyncapi.json from its event classes."""
+    import importlib
+
+    from zhucun.shared.asyncapi import render
+
+    for name in CONTRACT_MODULES:
+        module = importlib.import_module(name)
+        module.DOCUMENT_PATH.write_text(render(module.document()))
+        typer.echo(f"wrote {module.DOCUMENT_PATH}")
+
+
 @app.command("serve")
 def serve(
     service: Annotated[str, typer.Argument(help="dispatch, attendance, assessment or projections")],

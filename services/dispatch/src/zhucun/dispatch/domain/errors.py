@@ -1,0 +1,152 @@
+"""Typed refusals of the dispatch decider.
+
+Each error has a stable ``code`` slug (the HTTP layer turns it into a problem ``type``) and a
+message for people. Soft rules never raise: they become warnings in the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+
+class DispatchRuleViolation(Exception):
+    """A command breaks a dispatch rule; nothing was decided."""
+
+    code: ClassVar[str] = "dispatch_rule_violation"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Unknown(DispatchRuleViolation):
+    what: ClassVar[str]
+
+    def __init__(self, identifier: str) -> None:
+        super().__init__(f"unknown {self.what} {identifier!r}")
+        self.identifier = identifier
+
+
+class UnknownVillage(_Unknown):
+    code = "unknown_village"
+    what = "village"
+
+
+class UnknownCadre(_Unknown):
+    code = "unknown_cadre"
+    what = "cadre"
+
+
+class UnknownRound(_Unknown):
+    code = "unknown_round"
+    what = "round"
+
+
+class UnknownTeam(_Unknown):
+    code = "unknown_team"
+    what = "team"
+
+
+class UnknownAssignment(_Unknown):
+    code = "unknown_assignment"
+    what = "assignment"
+
+
+class UnknownHandover(_Unknown):
+    code = "unknown_handover"
+    what = "handover"
+
+
+class UnknownObligation(_Unknown):
+    code = "unknown_obligation"
+    what = "replacement obligation"
+
+
+class DuplicateId(DispatchRuleViolation):
+    code = "duplicate_id"
+
+    def __init__(self, what: str, identifier: str) -> None:
+        super().__init__(f"{what} {identifier!r} already exists")
+
+
+class WrongCounty(DispatchRuleViolation):
+    """The command names another county than the stream it was sent to."""
+
+    code = "wrong_county"
+
+
+class RoundAlreadyOpen(DispatchRuleViolation):
+    code = "round_already_open"
+
+
+class RoundAlreadyClosed(DispatchRuleViolation):
+    code = "round_closed"
+
+
+class VillageAlreadyHasTeam(DispatchRuleViolation):
+    code = "village_already_has_team"
+
+
+class CadreAlreadyAssigned(DispatchRuleViolation):
+    code = "cadre_already_assigned"
+
+
+class TeamAlreadyHasFirstSecretary(DispatchRuleViolation):
+    code = "team_already_has_first_secretary"
+
+
+class FirstSecretaryNotEligible(DispatchRuleViolation):
+    code = "first_secretary_not_eligible"
+
+
+class TeamSizeOutOfBounds(DispatchRuleViolation):
+    code = "team_size_out_of_bounds"
+
+
+class WeakBranchVillageNeedsFirstSecretary(DispatchRuleViolation):
+    code = "weak_branch_village_needs_first_secretary"
+
+    def __init__(self, village_ids: Iterable[str]) -> None:
+        self.village_ids = tuple(sorted(village_ids))
+        super().__init__(
+            "weak-party-branch villages without a first secretary: " + ", ".join(self.village_ids)
+        )
+
+
+class TeamNotRunning(DispatchRuleViolation):
+    """Reinforcement is for a team at work: one with at least one active member."""
+
+    code = "team_not_running"
+
+
+class TownshipTooSmallForLeader(DispatchRuleViolation):
+    code = "township_too_small_for_leader"
+
+
+class TownshipAlreadyHasLeader(DispatchRuleViolation):
+    code = "township_already_has_leader"
+
+
+class CadreNotInTownship(DispatchRuleViolation):
+    code = "cadre_not_in_township"
+
+
+class AssignmentNotActive(DispatchRuleViolation):
+    code = "assignment_not_active"
+
+
+class TermNotOver(DispatchRuleViolation):
+    code = "term_not_over"
+
+
+class DatesOutOfOrder(DispatchRuleViolation):
+    code = "dates_out_of_order"
+
+
+class HandoverItemAlreadyCompleted(DispatchRuleViolation):
+    code = "handover_item_already_completed"
+
+
+class ObligationAlreadyClosed(DispatchRuleViolation):
+    code = "obligation_already_closed"

@@ -1,0 +1,47 @@
+"""The round report: cadres sent per unit level, against the county's previous round.
+
+Principle "省市只增不减、县级只减不增": compared with the previous round, province and city
+units must not send fewer people, county units must not send more. The report flags a breach;
+it does not refuse the close (the county explains it to the prefecture, the numbers stand).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from zhucun.dispatch.events import LevelComparison, RoundReport, UnitLevel
+
+#: Levels whose numbers must not fall; the others must not rise.
+MUST_NOT_FALL = frozenset({UnitLevel.PROVINCE, UnitLevel.CITY})
+
+
+def round_report(
+    round_id: str,
+    sent: Mapping[UnitLevel, int],
+    *,
+    teams: int,
+    previous: RoundReport | None,
+) -> RoundReport:
+    """Compare ``sent`` (cadres on post per unit level) with the previous round's report."""
+    levels = []
+    for level in UnitLevel:
+        now = sent.get(level, 0)
+        before = previous.level(level).sent if previous else None
+        change = None if before is None else now - before
+        if change is None:
+            violation = False
+        elif level in MUST_NOT_FALL:
+            violation = change < 0
+        else:
+            violation = change > 0
+        levels.append(
+            LevelComparison(
+                level=level, sent=now, previous=before, change=change, violation=violation
+            )
+        )
+    return RoundReport(
+        round_id=round_id,
+        previous_round_id=previous.round_id if previous else None,
+        teams=teams,
+        levels=tuple(levels),
+    )

@@ -1,0 +1,380 @@
+"""The state of one county's dispatch stream, and ``evolve`` (state, event) -> state.
+
+State is immutable: ``evolve`` returns a new ``CountyDispatch`` and never touches the old one
+(mappings are copied, not mutated), so a decider may keep any earlier state it likes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from types import MappingProxyType
+from typing import TypeVar
+
+from zhucun.dispatch.events import (
+    AssignmentEnded,
+    AssignmentKind,
+    CadreAssigned,
+    CadreRecalled,
+    CadreRegistered,
+    CadreUpdated,
+    EndReason,
+    Expertise,
+    Geofence,
+    HandoverCompleted,
+    HandoverItem,
+    HandoverItemCompleted,
+    HandoverOpened,
+    ReplacementObligationClosed,
+    ReplacementObligationOpened,
+    Role,
+    RoundClosed,
+    RoundOpened,
+    RoundReport,
+    TeamFormed,
+    TownshipLeaderAppointed,
+    UnitKind,
+    UnitLevel,
+    VillageCategory,
+    VillageNeedsDeclared,
+    VillageRegistered,
+    VillageUpdated,
+)
+from zhucun.shared.events import DomainEvent
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True, slots=True)
+class Village:
+    village_id: str
+    name: str
+    township: str
+    categories: frozenset[VillageCategory]
+    geofence: Geofence
+    households: int
+    monitored_population: int
+    needs: frozenset[Expertise] = frozenset()
+
+    @property
+    def weak_party_branch(self) -> bool:
+        return VillageCategory.WEAK_PARTY_BRANCH in self.categories
+
+
+@dataclass(frozen=True, slots=True)
+class Cadre:
+    cadre_id: str
+    sending_unit: str
+    unit_kind: UnitKind
+    unit_level: UnitLevel
+    birth_year: int
+    party_member_since: date | None
+    rural_experience_years: int
+    skills: frozenset[Expertise]
+
+    def age_in(self, year: int) -> int:
+        # Only the birth year is kept (minimal personal data), so ages are by calendar year.
+        return year - self.birth_year
+
+
+@dataclass(frozen=True, slots=True)
+class Round:
+    round_id: str
+    name: str
+    opened_on: date
+    closed_on: date | None = None
+    report: RoundReport | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_on is None
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    team_id: str
+    round_id: str
+    village_id: str
+    formed_on: date
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    assignment_id: str
+    cadre_id: str
+    team_id: str
+    round_id: str
+    village_id: str
+    role: Role
+    kind: AssignmentKind
+    term_start: date
+    term_end: date
+    ended_on: date | None = None
+    end_reason: EndReason | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.ended_on is None
+
+
+@dataclass(frozen=True, slots=True)
+class TownshipLeadership:
+    appointment_id: str
+    township: str
+    cadre_id: str
+    assignment_id: str
+    term_start: date
+    term_end: date
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    handover_id: str
+    village_id: str
+    predecessor_cadre_id: str
+    predecessor_assignment_id: str
+    successor_cadre_id: str
+    successor_assignment_id: str
+    opened_on: date
+    completed_items: frozenset[HandoverItem] = frozenset()
+    completed_on: date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.completed_on is None
+
+    @property
+    def outstanding_items(self) -> tuple[HandoverItem, ...]:
+        return tuple(item for item in HandoverItem if item not in self.completed_items)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplacementObligation:
+    obligation_id: str
+    team_id: str
+    village_id: str
+    role: Role
+    vacated_assignment_id: str
+    opened_on: date
+    replacement_assignment_id: str | None = None
+    closed_on: date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_on is None
+
+
+def _frozen(entries: Mapping[K, V] | None = None) -> Mapping[K, V]:
+    return MappingProxyType(dict(entries or {}))
+
+
+def _with(entries: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
+    return MappingProxyType({**entries, key: value})
+
+
+@dataclass(frozen=True, slots=True)
+class CountyDispatch:
+    """Everything one county has decided: villages, cadres, rounds, teams, assignments,
+    township leaders, handovers and replacement obligations (all rounds)."""
+
+    county: str
+    villages: Mapping[str, Village] = field(default_factory=_frozen)
+    cadres: Mapping[str, Cadre] = field(default_factory=_frozen)
+    #: In the order they were opened.
+    rounds: Mapping[str, Round] = field(default_factory=_frozen)
+    #: In the order they were closed: the last one is the "previous round" of a report.
+    closed_round_ids: tuple[str, ...] = ()
+    teams: Mapping[str, Team] = field(default_factory=_frozen)
+    assignments: Mapping[str, Assignment] = field(default_factory=_frozen)
+    #: cadre id -> their active assignment id (at most one: the rule this stream enforces).
+    active_by_cadre: Mapping[str, str] = field(default_factory=_frozen)
+    leaderships: Mapping[str, TownshipLeadership] = field(default_factory=_frozen)
+    handovers: Mapping[str, Handover] = field(default_factory=_frozen)
+    obligations: Mapping[str, ReplacementObligation] = field(default_factory=_frozen)
+
+    # --- queries ----------------------------------------------------------------------------
+
+    def open_round(self) -> Round | None:
+        return next((r for r in self.rounds.values() if r.is_open), None)
+
+    def previous_closed_round(self) -> Round | None:
+        return self.rounds[self.closed_round_ids[-1]] if self.closed_round_ids else None
+
+    def active_assignment_of(self, cadre_id: str) -> Assignment | None:
+        assignment_id = self.active_by_cadre.get(cadre_id)
+        return None if assignment_id is None else self.assignments[assignment_id]
+
+    def team_members(self, team_id: str) -> list[Assignment]:
+        """Active assignments of a team."""
+        return [a for a in self.assignments.values() if a.team_id == team_id and a.is_active]
+
+    def team_of(self, round_id: str, village_id: str) -> Team | None:
+        return next(
+            (
+                t
+                for t in self.teams.values()
+                if t.round_id == round_id and t.village_id == village_id
+            ),
+            None,
+        )
+
+    def active_in_township(self, township: str) -> list[Assignment]:
+        return [
+            a
+            for a in self.assignments.values()
+            if a.is_active and self.villages[a.village_id].township == township
+        ]
+
+    def cadres_assigned_in_round(self, round_id: str) -> set[str]:
+        return {a.cadre_id for a in self.assignments.values() if a.round_id == round_id}
+
+    def open_handovers(self) -> list[Handover]:
+        return [h for h in self.handovers.values() if h.is_open]
+
+    def open_obligations(self) -> list[ReplacementObligation]:
+        return [o for o in self.obligations.values() if o.is_open]
+
+
+# --- evolve ---------------------------------------------------------------------------------
+
+
+def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
+    """The state after ``event``. Pure: ``state`` is left as it was."""
+    match event:
+        case VillageRegistered() | VillageUpdated():
+            old = state.villages.get(event.village_id)
+            village = Village(
+                village_id=event.village_id,
+                name=event.name,
+                township=event.township,
+                categories=frozenset(event.categories),
+                geofence=event.geofence,
+                households=event.households,
+                monitored_population=event.monitored_population,
+                needs=old.needs if old else frozenset(),
+            )
+            return replace(state, villages=_with(state.villages, event.village_id, village))
+        case VillageNeedsDeclared():
+            village = replace(state.villages[event.village_id], needs=frozenset(event.needs))
+            return replace(state, villages=_with(state.villages, event.village_id, village))
+        case CadreRegistered() | CadreUpdated():
+            cadre = Cadre(
+                cadre_id=event.cadre_id,
+                sending_unit=event.sending_unit,
+                unit_kind=event.unit_kind,
+                unit_level=event.unit_level,
+                birth_year=event.birth_year,
+                party_member_since=event.party_member_since,
+                rural_experience_years=event.rural_experience_years,
+                skills=frozenset(event.skills),
+            )
+            return replace(state, cadres=_with(state.cadres, event.cadre_id, cadre))
+        case RoundOpened():
+            round_ = Round(event.round_id, event.name, event.opened_on)
+            return replace(state, rounds=_with(state.rounds, event.round_id, round_))
+        case RoundClosed():
+            round_ = replace(
+                state.rounds[event.round_id], closed_on=event.closed_on, report=event.report
+            )
+            return replace(
+                state,
+                rounds=_with(state.rounds, event.round_id, round_),
+                closed_round_ids=(*state.closed_round_ids, event.round_id),
+            )
+        case TeamFormed():
+            team = Team(event.team_id, event.round_id, event.village_id, event.formed_on)
+            return replace(state, teams=_with(state.teams, event.team_id, team))
+        case CadreAssigned():
+            assignment = Assignment(
+                assignment_id=event.assignment_id,
+                cadre_id=event.cadre_id,
+                team_id=event.team_id,
+                round_id=event.round_id,
+                village_id=event.village_id,
+                role=event.role,
+                kind=event.kind,
+                term_start=event.term_start,
+                term_end=event.term_end,
+            )
+            return replace(
+                state,
+                assignments=_with(state.assignments, event.assignment_id, assignment),
+                active_by_cadre=_with(state.active_by_cadre, event.cadre_id, event.assignment_id),
+            )
+        case AssignmentEnded():
+            ended = replace(
+                state.assignments[event.assignment_id],
+                ended_on=event.ended_on,
+                end_reason=event.reason,
+            )
+            active = {k: v for k, v in state.active_by_cadre.items() if v != event.assignment_id}
+            return replace(
+                state,
+                assignments=_with(state.assignments, event.assignment_id, ended),
+                active_by_cadre=_frozen(active),
+            )
+        case CadreRecalled():
+            # The facts that change state follow in AssignmentEnded and the obligation.
+            return state
+        case ReplacementObligationOpened():
+            obligation = ReplacementObligation(
+                obligation_id=event.obligation_id,
+                team_id=event.team_id,
+                village_id=event.village_id,
+                role=event.role,
+                vacated_assignment_id=event.vacated_assignment_id,
+                opened_on=event.opened_on,
+            )
+            return replace(
+                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+            )
+        case ReplacementObligationClosed():
+            obligation = replace(
+                state.obligations[event.obligation_id],
+                replacement_assignment_id=event.replacement_assignment_id,
+                closed_on=event.closed_on,
+            )
+            return replace(
+                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+            )
+        case TownshipLeaderAppointed():
+            leadership = TownshipLeadership(
+                appointment_id=event.appointment_id,
+                township=event.township,
+                cadre_id=event.cadre_id,
+                assignment_id=event.assignment_id,
+                term_start=event.term_start,
+                term_end=event.term_end,
+            )
+            return replace(
+                state, leaderships=_with(state.leaderships, event.appointment_id, leadership)
+            )
+        case HandoverOpened():
+            handover = Handover(
+                handover_id=event.handover_id,
+                village_id=event.village_id,
+                predecessor_cadre_id=event.predecessor_cadre_id,
+                predecessor_assignment_id=event.predecessor_assignment_id,
+                successor_cadre_id=event.successor_cadre_id,
+                successor_assignment_id=event.successor_assignment_id,
+                opened_on=event.opened_on,
+            )
+            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+        case HandoverItemCompleted():
+            old_handover = state.handovers[event.handover_id]
+            handover = replace(
+                old_handover, completed_items=old_handover.completed_items | {event.item}
+            )
+            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+        case HandoverCompleted():
+            handover = replace(state.handovers[event.handover_id], completed_on=event.completed_on)
+            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+    raise TypeError(f"dispatch state does not know event {type(event).__name__}")
+
+
+def fold(state: CountyDispatch, events: list[DomainEvent]) -> CountyDispatch:
+    for event in events:
+        state = evolve(state, event)
+    return state

@@ -1,0 +1,23 @@
+"""The committed AsyncAPI document is the one the code generates."""
+
+from __future__ import annotations
+
+import pytest
+
+from zhucun.dispatch.contract import DOCUMENT_PATH, document
+from zhucun.dispatch.events import registry
+from zhucun.shared.asyncapi import render
+
+pytestmark = pytest.mark.unit
+
+
+def test_committed_asyncapi_document_is_current() -> None:
+    assert DOCUMENT_PATH.read_text() == render(document()), (
+        "services/dispatch/asyncapi.json is stale: run `uv run zhucun contracts write`"
+    )
+
+
+def test_every_event_type_is_in_the_document() -> None:
+    messages = document()["components"]["messages"]
+    assert set(messages) == {cls.event_type for cls in registry.classes()}
+    assert all(m["summary"] for m in messages.values()), "every event needs a docstring"

@@ -1,0 +1,204 @@
+"""Versioned policy packs: every threshold of DOMAIN.md, per jurisdiction and effective date.
+
+A *pack* is one TOML file in ``policies/``: a version string (what events record), the date
+it takes effect, the jurisdiction it governs and one table per section (``[dispatch]`` now;
+attendance, assessment and decisions later). Numbers are never constants in code: a section's
+fields have no defaults, so each pack states every rule it applies and an auditor reading an
+event's ``policy_version`` can read exactly which numbers were used.
+
+Jurisdictions are ``"default"`` or an administrative division code (GB/T 2260), written
+either short (``"53"`` Yunnan, ``"5301"`` Kunming, ``"530102"`` a county) or as the usual six
+digits with trailing zeros (``"530000"``, ``"530100"``). A pack covers a county when its code
+is a prefix of the county's code; ``"default"`` covers everything.
+
+``PolicyBook.in_force(county, on)`` picks, among the packs covering the county with an
+effective date not after ``on``, the most specific jurisdiction and then the latest date.
+Packs are complete, not layered: a county pack replaces the province's pack as a whole, so
+one version string is enough to say which rules applied.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_JURISDICTION = "default"
+_DIVISION_CODE = re.compile(r"^\d{2}(\d{2}){0,2}$")
+
+
+class PolicyError(Exception):
+    """Base of the policy module's errors."""
+
+
+class PolicyFileError(PolicyError):
+    """A pack file cannot be read or does not match the pack schema."""
+
+
+class DuplicatePolicy(PolicyError):
+    """Two packs share a version, or a jurisdiction and effective date (ambiguous)."""
+
+
+class NoPolicyInForce(PolicyError):
+    """No pack covers the jurisdiction on the date asked."""
+
+
+class PolicySectionMissing(PolicyError):
+    """The pack in force has no section for the rules a command needs."""
+
+
+class PolicySection(BaseModel):
+    """Base of a pack section: frozen, and strict so that a misspelt key fails loudly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DispatchPolicy(PolicySection):
+    """Rules of 派 (dispatch): team composition, eligibility, terms, township leaders."""
+
+    #: Team size (first secretary + members), normally 3..5.
+    team_size_min: int = Field(ge=1)
+    team_size_max: int = Field(ge=1)
+    #: Villages with at least this many people under poverty-relapse monitoring get a larger
+    #: team (Yunnan: 200 people -> 1 + 4).
+    large_village_monitored_population: int = Field(ge=0)
+    large_village_team_size_min: int = Field(ge=1)
+    #: Years of party standing a first secretary needs at the start of the term
+    #: (1 = past the probationary year, a full member).
+    first_secretary_min_party_years: int = Field(ge=0)
+    #: Age normally not exceeded ("45 or under"); above it the assignment is accepted with a
+    #: warning.
+    normal_max_age: int = Field(ge=18)
+    #: "一老一新": a team should have someone at least this old and someone younger.
+    age_mix_threshold: int = Field(ge=18)
+    #: "一深一浅": someone with at least this many years of rural work and someone with fewer.
+    experienced_rural_years: int = Field(ge=1)
+    #: A term normally lasts at least this long ("at least 2 years").
+    min_term_months: int = Field(ge=1)
+    #: A township needs this many assigned cadres before one is appointed leader.
+    township_leader_min_cadres: int = Field(ge=1)
+    township_leader_term_months: int = Field(ge=1)
+    #: Every weak-party-branch village (党组织软弱涣散村) gets a first secretary.
+    weak_branch_village_requires_first_secretary: bool
+
+    @model_validator(mode="after")
+    def _sizes_are_consistent(self) -> Self:
+        if not self.team_size_min <= self.large_village_team_size_min <= self.team_size_max:
+            raise ValueError(
+                "team sizes must satisfy team_size_min <= large_village_team_size_min"
+                " <= team_size_max"
+            )
+        return self
+
+    def team_size_bounds(self, monitored_population: int) -> tuple[int, int]:
+        """(minimum, maximum) team size for a village with this monitored population."""
+        if monitored_population >= self.large_village_monitored_population:
+            return self.large_village_team_size_min, self.team_size_max
+        return self.team_size_min, self.team_size_max
+
+
+class PolicyPack(BaseModel):
+    """One versioned, dated set of rules for one jurisdiction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Stable id recorded by every event that applied one of the pack's rules.
+    version: str = Field(min_length=1)
+    effective_from: date
+    jurisdiction: str = DEFAULT_JURISDICTION
+    description: str = ""
+    dispatch: DispatchPolicy | None = None
+
+    @model_validator(mode="after")
+    def _jurisdiction_is_known(self) -> Self:
+        jurisdiction_prefix(self.jurisdiction)  # raises ValueError when malformed
+        return self
+
+    def dispatch_rules(self) -> DispatchPolicy:
+        if self.dispatch is None:
+            raise PolicySectionMissing(f"policy {self.version} has no [dispatch] section")
+        return self.dispatch
+
+    def covers(self, jurisdiction: str) -> bool:
+        return jurisdiction_prefix(jurisdiction).startswith(jurisdiction_prefix(self.jurisdiction))
+
+    @property
+    def specificity(self) -> int:
+        """0 for the default pack, then 2 (province), 4 (city), 6 (county)."""
+        return len(jurisdiction_prefix(self.jurisdiction))
+
+
+def jurisdiction_prefix(jurisdiction: str) -> str:
+    """The significant digits of a division code (``"530100"`` -> ``"5301"``); ``""`` for
+    the default jurisdiction."""
+    if jurisdiction == DEFAULT_JURISDICTION:
+        return ""
+    code = jurisdiction
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    if not _DIVISION_CODE.match(code):
+        raise ValueError(f"jurisdiction {jurisdiction!r} is neither 'default' nor a division code")
+    return code
+
+
+def load_pack(path: Path) -> PolicyPack:
+    """Read and validate one pack file."""
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+        return PolicyPack.model_validate(raw)
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+        raise PolicyFileError(f"{path}: {exc}") from exc
+
+
+class PolicyBook:
+    """All known packs; answers which one is in force where and when."""
+
+    def __init__(self, packs: Iterable[PolicyPack]) -> None:
+        self._by_version: dict[str, PolicyPack] = {}
+        slots: dict[tuple[str, date], str] = {}
+        for pack in packs:
+            if pack.version in self._by_version:
+                raise DuplicatePolicy(f"policy version {pack.version!r} appears twice")
+            slot = (jurisdiction_prefix(pack.jurisdiction), pack.effective_from)
+            if slot in slots:
+                raise DuplicatePolicy(
+                    f"policies {slots[slot]!r} and {pack.version!r} both take effect for"
+                    f" {pack.jurisdiction} on {pack.effective_from}"
+                )
+            slots[slot] = pack.version
+            self._by_version[pack.version] = pack
+
+    @classmethod
+    def load(cls, folder: Path) -> PolicyBook:
+        """Every ``*.toml`` file of ``folder``."""
+        if not folder.is_dir():
+            raise PolicyFileError(f"{folder} is not a folder")
+        return cls(load_pack(path) for path in sorted(folder.glob("*.toml")))
+
+    def __len__(self) -> int:
+        return len(self._by_version)
+
+    def version(self, version: str) -> PolicyPack:
+        """The pack an event names (replays and audits apply the same rules again)."""
+        try:
+            return self._by_version[version]
+        except KeyError:
+            raise NoPolicyInForce(f"unknown policy version {version!r}") from None
+
+    def in_force(self, jurisdiction: str, on: date) -> PolicyPack:
+        """The most specific pack covering ``jurisdiction`` whose effective date is the latest
+        one not after ``on``."""
+        candidates = [
+            pack
+            for pack in self._by_version.values()
+            if pack.effective_from <= on and pack.covers(jurisdiction)
+        ]
+        if not candidates:
+            raise NoPolicyInForce(f"no policy covers {jurisdiction} on {on}")
+        return max(candidates, key=lambda pack: (pack.specificity, pack.effective_from))
