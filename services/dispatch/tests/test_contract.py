@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from zhucun.dispatch.contract import DOCUMENT_PATH, document
+from zhucun.dispatch.contract import (
+    DOCUMENT_PATH,
+    OPENAPI_PATH,
+    document,
+    openapi_document,
+    render_openapi,
+)
 from zhucun.dispatch.events import registry
 from zhucun.shared.asyncapi import render
 
@@ -21,3 +27,15 @@ def test_every_event_type_is_in_the_document() -> None:
     messages = document()["components"]["messages"]
     assert set(messages) == {cls.event_type for cls in registry.classes()}
     assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
+
+
+def test_committed_openapi_document_is_current() -> None:
+    assert OPENAPI_PATH.read_text() == render_openapi(), (
+        "services/dispatch/openapi.json is stale: run `uv run zhucun contracts write`"
+    )
+
+
+def test_openapi_has_a_route_per_command() -> None:
+    paths = openapi_document()["paths"]
+    writes = [op for path in paths.values() for method, op in path.items() if method != "get"]
+    assert len(writes) == 15

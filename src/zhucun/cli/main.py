@@ -158,7 +158,8 @@ CONTRACT_MODULES = ("zhucun.dispatch.contract",)
 
 @contracts_app.command("write")
 def contracts_write() -> None:
-    """Regenerate every service's committed asyncapi.json from its event classes."""
+    """Regenerate every service's committed asyncapi.json (from its event classes) and
+    openapi.json (from its HTTP app)."""
     import importlib
 
     from zhucun.shared.asyncapi import render
@@ -167,6 +168,9 @@ def contracts_write() -> None:
         module = importlib.import_module(name)
         module.DOCUMENT_PATH.write_text(render(module.document()))
         typer.echo(f"wrote {module.DOCUMENT_PATH}")
+        if hasattr(module, "OPENAPI_PATH"):
+            module.OPENAPI_PATH.write_text(module.render_openapi())
+            typer.echo(f"wrote {module.OPENAPI_PATH}")
 
 
 @app.command("serve")

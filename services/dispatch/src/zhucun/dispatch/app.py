@@ -6,15 +6,21 @@ environment variables).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.dispatch.http import router
+from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
 #: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
 TOPIC: str | None = "dispatch.events.v1"
 SOURCE = "/zhucun/dispatch"
+#: The repository's policy packs (a deployment mounts its own and sets ZHUCUN_POLICIES_DIR).
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[5] / "policies"
 
 
 class DispatchSettings(ServiceSettings):
@@ -22,13 +28,22 @@ class DispatchSettings(ServiceSettings):
     postgres: PostgresSettings = PostgresSettings(
         dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/dispatch")
     )
+    #: Folder of the policy packs (``*.toml``) the decider applies.
+    policies_dir: Path = DEFAULT_POLICIES_DIR
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or DispatchSettings()
-    return create_service_app(
+    policies_dir = (
+        settings.policies_dir if isinstance(settings, DispatchSettings) else DEFAULT_POLICIES_DIR
+    )
+    app = create_service_app(
         settings,
         title="Zhucun dispatch (派)",
         topic=TOPIC,
         source=SOURCE,
     )
+    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
+    app.state.policies = PolicyBook.load(policies_dir)
+    app.include_router(router)
+    return app

@@ -1,0 +1,83 @@
+"""Command execution against one stream: read, fold, decide, append; retry on a conflict.
+
+The plumbing every decider-based service repeats::
+
+    result = await execute(
+        store,
+        stream_id=stream_id(county),
+        registry=registry,
+        initial=CountyDispatch(county),
+        evolve=evolve,
+        decide=lambda state: decide(command, state, policy),
+        metadata=EventMetadata(occurred_at=now, actor="alice:org_admin"),
+    )
+
+The append names the version the state was read at. When another writer got there first
+(``WrongExpectedVersion``) the stream is read again and ``decide`` runs again on the fresh
+state, so a concurrent command that conflicts is refused by the domain rule itself (e.g.
+"cadre already assigned"), not by a version number. Domain errors raised by ``decide``
+propagate unchanged; after ``attempts`` lost races the last ``WrongExpectedVersion`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from zhucun.shared.envelope import EventMetadata, NewEvent
+from zhucun.shared.events import DomainEvent, EventRegistry
+from zhucun.shared.store import NO_STREAM, AppendResult, EventStore, WrongExpectedVersion
+
+S = TypeVar("S")
+
+
+async def load(
+    store: EventStore,
+    *,
+    stream_id: str,
+    registry: EventRegistry,
+    initial: S,
+    evolve: Callable[[S, DomainEvent], S],
+) -> tuple[S, int]:
+    """The state of ``stream_id`` (``initial`` folded with its decoded events) and the stream
+    version it reflects (``NO_STREAM`` when the stream has no events)."""
+    state = initial
+    version = NO_STREAM
+    for recorded in await store.read_stream(stream_id):
+        state = evolve(state, recorded.decode(registry))
+        version = recorded.stream_version
+    return state, version
+
+
+async def execute(
+    store: EventStore,
+    *,
+    stream_id: str,
+    registry: EventRegistry,
+    initial: S,
+    evolve: Callable[[S, DomainEvent], S],
+    decide: Callable[[S], Sequence[DomainEvent]],
+    metadata: EventMetadata,
+    attempts: int = 3,
+) -> AppendResult | None:
+    """Decide on the current state of ``stream_id`` and append the events at the version
+    read. ``None`` when ``decide`` returns no events (nothing to append)."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    for attempt in range(1, attempts + 1):
+        state, version = await load(
+            store, stream_id=stream_id, registry=registry, initial=initial, evolve=evolve
+        )
+        events = decide(state)
+        if not events:
+            return None
+        try:
+            return await store.append(
+                stream_id,
+                [NewEvent(event=event, metadata=metadata) for event in events],
+                expected_version=version,
+            )
+        except WrongExpectedVersion:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
