@@ -275,3 +275,67 @@ def test_unknown_ids_are_404_and_invalid_input_422(client: TestClient, county: s
     assert problem["type"].endswith("/validation-error")
     assert any(error["location"][:3] == ["body", "categories", 0] for error in problem["errors"])
     assert client.portal.call(runtime_store(client).read_all) == []
+
+
+def test_recall_replacement_handover_reinforcement_leader_and_matching(
+    client: TestClient, county: str
+) -> None:
+    admin = Admin(client, county)
+    setup_round(admin)
+    for n, team, role in [(1, "team1", "first_secretary"), (2, "team1", "member"),
+                          (3, "team1", "member"), (4, "team2", "first_secretary"),
+                          (5, "team2", "member"), (6, "team2", "member")]:  # fmt: skip
+        admin.post("/assignments", assign(f"a{n}", team, f"c{n}", role))
+    admin.post("/cadres", cadre("c7", kind="economic_department"))
+    older = {**cadre("c8"), "birth_year": 1965}
+    admin.post("/cadres", older)
+
+    # 县配菜: only cadres not yet assigned in the round are candidates; 经济部门驻穷村 puts
+    # the economic department's cadre first for a village lifted out of poverty, with reasons.
+    ranked = admin.get("/rounds/r1/villages/v2/candidates")["candidates"]
+    assert {c["cadre_id"] for c in ranked} == {"c7", "c8"}
+    assert ranked[0]["cadre_id"] == "c7"
+    assert ranked[0]["reasons"]
+    assert ranked[0]["score"] > ranked[1]["score"]
+    admin.post("/rounds/r1/close", {"round_id": "r1", "closed_on": "2025-04-30"}, 200)
+
+    # Township team leader: t1 has three cadres on post.
+    leader = {
+        "appointment_id": "l1",
+        "township": "t1",
+        "cadre_id": "c1",
+        "term_start": "2025-05-01",
+    }
+    assert admin.post("/township-leaders", leader)["event_types"] == [
+        "dispatch.TownshipLeaderAppointed"
+    ]
+
+    # Recall opens a replacement obligation; the replacement closes it and opens a handover.
+    recall = {"assignment_id": "a2", "reason": "连续两月在岗天数不足", "decision_id": "d-1",
+              "recalled_on": "2025-06-01"}  # fmt: skip
+    recalled = admin.post("/assignments/a2/recall", recall, 200)
+    assert "dispatch.CadreRecalled" in recalled["event_types"]
+    (obligation,) = admin.get("/replacement-obligations")
+    assert (obligation["team_id"], obligation["vacated_assignment_id"]) == ("team1", "a2")
+    oid = obligation["obligation_id"]
+    replacement = {"obligation_id": oid, "assignment_id": "a7", "cadre_id": "c7",
+                   "term_start": "2025-06-10"}  # fmt: skip
+    admin.post(f"/replacement-obligations/{oid}/replacement", replacement)
+    assert admin.get("/replacement-obligations") == []
+    (handover,) = admin.get("/handovers")
+    assert (handover["predecessor_cadre_id"], handover["successor_cadre_id"]) == ("c2", "c7")
+    assert len(handover["outstanding_items"]) == 5
+    hid = handover["handover_id"]
+    for item in handover["outstanding_items"]:
+        body = {"handover_id": hid, "item": item, "completed_on": "2025-06-20"}
+        admin.post(f"/handovers/{hid}/items", body, 200)
+    assert admin.get("/handovers") == []
+    again = {"handover_id": hid, "item": "training", "completed_on": "2025-06-21"}
+    assert admin.post(f"/handovers/{hid}/items", again, 409)["status"] == 409
+
+    # 增派 after the round closed; an older cadre is accepted with the warning on record.
+    body = {"assignment_id": "a8", "team_id": "team2", "cadre_id": "c8", "term_start": "2025-07-01"}
+    reinforced = admin.post("/teams/team2/reinforcements", body)
+    assert "age_above_normal_limit" in {w["code"] for w in reinforced["warnings"]}
+    assert "c8" in {m["cadre_id"] for m in admin.get("/teams/team2")["members"]}
+    assert admin.get("/cadres/c2")["active_assignment"] is None
