@@ -26,7 +26,6 @@ from zhucun.shared.events import (
     JsonObject,
     chain_hash,
     format_time,
-    uuid_text,
 )
 
 SPEC_VERSION = "1.0"
@@ -76,60 +75,29 @@ class RecordedEvent(BaseModel):
     hash: str
 
     def hashed_fields(self) -> JsonObject:
-        return hashed_fields(
-            event_id=self.event_id,
-            stream_id=self.stream_id,
-            stream_version=self.stream_version,
-            event_type=self.event_type,
-            schema_version=self.schema_version,
-            key=self.key,
-            data=self.data,
-            occurred_at=self.occurred_at,
-            recorded_at=self.recorded_at,
-            correlation_id=self.correlation_id,
-            causation_id=self.causation_id,
-            actor=self.actor,
-        )
+        """Everything the hash chain covers. The global position is left out on purpose: it
+        is checked separately (no gaps), and leaving it out keeps a stream's chain
+        independent of how other streams interleave with it."""
+        return {
+            "event_id": str(self.event_id),
+            "stream_id": self.stream_id,
+            "stream_version": self.stream_version,
+            "event_type": self.event_type,
+            "schema_version": self.schema_version,
+            "key": self.key,
+            "data": self.data,
+            "occurred_at": format_time(self.occurred_at),
+            "recorded_at": format_time(self.recorded_at),
+            "correlation_id": str(self.correlation_id),
+            "causation_id": None if self.causation_id is None else str(self.causation_id),
+            "actor": self.actor,
+        }
 
     def computed_hash(self) -> str:
         return chain_hash(self.prev_hash, self.hashed_fields())
 
     def decode(self, registry: EventRegistry) -> DomainEvent:
         return registry.decode(self.event_type, self.schema_version, self.data)
-
-
-def hashed_fields(
-    *,
-    event_id: UUID,
-    stream_id: str,
-    stream_version: int,
-    event_type: str,
-    schema_version: int,
-    key: str,
-    data: JsonObject,
-    occurred_at: datetime,
-    recorded_at: datetime,
-    correlation_id: UUID,
-    causation_id: UUID | None,
-    actor: str | None,
-) -> JsonObject:
-    """Everything the hash chain covers. The global position is left out on purpose: it is
-    checked separately (no gaps), and leaving it out keeps a stream's chain independent of
-    how other streams interleave with it."""
-    return {
-        "event_id": str(event_id),
-        "stream_id": stream_id,
-        "stream_version": stream_version,
-        "event_type": event_type,
-        "schema_version": schema_version,
-        "key": key,
-        "data": data,
-        "occurred_at": format_time(occurred_at),
-        "recorded_at": format_time(recorded_at),
-        "correlation_id": str(correlation_id),
-        "causation_id": uuid_text(causation_id),
-        "actor": actor,
-    }
 
 
 # --- Kafka wire form: CloudEvents 1.0 binary mode ------------------------------------------

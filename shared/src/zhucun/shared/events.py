@@ -13,10 +13,9 @@ or number formatting of the JSON it came from.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
-from uuid import UUID
 
 import rfc8785
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -96,9 +95,6 @@ class EventRegistry:
     def __contains__(self, event_type: object) -> bool:
         return event_type in self._classes
 
-    def __iter__(self) -> Iterable[type[DomainEvent]]:
-        return iter(self._classes.values())
-
     def classes(self) -> list[type[DomainEvent]]:
         return list(self._classes.values())
 
@@ -143,7 +139,3 @@ def chain_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     digest = hashlib.sha256(prev_hash.encode("ascii"))
     digest.update(canonical_json(dict(fields)))
     return digest.hexdigest()
-
-
-def uuid_text(value: UUID | None) -> str | None:
-    return None if value is None else str(value)
