@@ -19,6 +19,7 @@ from zhucun.shared.store import (
     NO_STREAM,
     EventIdConflict,
     EventStore,
+    StreamWrite,
     WrongExpectedVersion,
     create_pool,
 )
@@ -101,6 +102,46 @@ async def test_twenty_concurrent_appends_at_the_same_version_one_wins(store: Eve
     assert winners == [2]
     assert all(isinstance(o, WrongExpectedVersion) for o in outcomes if not isinstance(o, int))
     assert [e.stream_version for e in await store.read_stream("cadre-1")] == [1, 2]
+
+
+async def test_append_streams_writes_several_streams_at_once(store: EventStore) -> None:
+    await store.append("cadre-1", [new("c1", 1)], expected_version=NO_STREAM)
+    result = await store.append_streams(
+        [
+            StreamWrite("month-1", [new("c1", 2), new("c1", 3)], NO_STREAM),
+            StreamWrite("cadre-1", [new("c1", 4)], 1),
+        ]
+    )
+    assert [(e.stream_id, e.stream_version, e.global_position) for e in result.events] == [
+        ("month-1", 1, 2),
+        ("month-1", 2, 3),
+        ("cadre-1", 2, 4),
+    ]
+    chain = await store.read_stream("cadre-1")
+    assert chain[1].prev_hash == chain[0].hash
+    assert (await store.verify()).ok
+
+
+async def test_a_guard_refuses_the_whole_append_when_its_stream_moved(store: EventStore) -> None:
+    await store.append("leave-1", [new("c1", 1)], expected_version=NO_STREAM)
+    # The decision read leave-1 at version 1; someone appended to it since.
+    await store.append("leave-1", [new("c1", 2)], expected_version=1)
+    with pytest.raises(WrongExpectedVersion) as err:
+        await store.append_streams(
+            [StreamWrite("month-1", [new("c1", 3)], NO_STREAM), StreamWrite("leave-1", [], 1)]
+        )
+    assert (err.value.stream_id, err.value.expected, err.value.actual) == ("leave-1", 1, 2)
+    assert await store.stream_version("month-1") == 0
+    ok = await store.append_streams(
+        [StreamWrite("month-1", [new("c1", 3)], NO_STREAM), StreamWrite("leave-1", [], 2)]
+    )
+    assert [e.stream_id for e in ok.events] == ["month-1"]
+    with pytest.raises(ValueError, match="at least one event"):
+        await store.append_streams([StreamWrite("leave-1", [], 2)])
+    with pytest.raises(ValueError, match="twice"):
+        await store.append_streams(
+            [StreamWrite("a", [new("c1", 1)], ANY_VERSION), StreamWrite("a", [], 0)]
+        )
 
 
 async def test_reappending_the_same_event_ids_is_a_no_op(store: EventStore) -> None:

@@ -21,12 +21,19 @@ propagate unchanged; after ``attempts`` lost races the last ``WrongExpectedVersi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
-from zhucun.shared.store import NO_STREAM, AppendResult, EventStore, WrongExpectedVersion
+from zhucun.shared.store import (
+    NO_STREAM,
+    AppendResult,
+    EventStore,
+    StreamWrite,
+    WrongExpectedVersion,
+)
 
 S = TypeVar("S")
 
@@ -77,6 +84,67 @@ async def execute(
                 [NewEvent(event=event, metadata=metadata) for event in events],
                 expected_version=version,
             )
+        except WrongExpectedVersion:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class StreamModel(Generic[S]):
+    """One stream a decision reads: its id and how to fold it."""
+
+    stream_id: str
+    initial: S
+    evolve: Callable[[S, DomainEvent], S]
+
+
+async def execute_streams(
+    store: EventStore,
+    *,
+    streams: Sequence[StreamModel[Any]],
+    registry: EventRegistry,
+    decide: Callable[[list[Any]], Mapping[str, Sequence[DomainEvent]]],
+    metadata: EventMetadata,
+    attempts: int = 3,
+) -> AppendResult | None:
+    """``execute`` for a decision that reads several streams and may write to any of them.
+
+    ``decide`` gets the folded states in the order of ``streams`` and returns the events per
+    stream id. Every stream read is part of the append, those without events as guards, so
+    the decision holds against all it read: a concurrent change to any of them re-runs
+    ``decide`` on fresh states. ``None`` when ``decide`` returns no events.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    known = {model.stream_id for model in streams}
+    for attempt in range(1, attempts + 1):
+        loaded = [
+            await load(
+                store,
+                stream_id=model.stream_id,
+                registry=registry,
+                initial=model.initial,
+                evolve=model.evolve,
+            )
+            for model in streams
+        ]
+        decided = decide([state for state, _ in loaded])
+        unknown = set(decided) - known
+        if unknown:
+            raise ValueError(f"decide wrote to streams it did not read: {sorted(unknown)}")
+        if not any(decided.values()):
+            return None
+        writes = [
+            StreamWrite(
+                model.stream_id,
+                [NewEvent(event=e, metadata=metadata) for e in decided.get(model.stream_id, ())],
+                version,
+            )
+            for model, (_, version) in zip(streams, loaded, strict=True)
+        ]
+        try:
+            return await store.append_streams(writes)
         except WrongExpectedVersion:
             if attempt == attempts:
                 raise

@@ -1,10 +1,10 @@
 """Versioned policy packs: every threshold of DOMAIN.md, per jurisdiction and effective date.
 
 A *pack* is one TOML file in ``policies/``: a version string (what events record), the date
-it takes effect, the jurisdiction it governs and one table per section (``[dispatch]`` now;
-attendance, assessment and decisions later). Numbers are never constants in code: a section's
-fields have no defaults, so each pack states every rule it applies and an auditor reading an
-event's ``policy_version`` can read exactly which numbers were used.
+it takes effect, the jurisdiction it governs and one table per section (``[dispatch]``,
+``[attendance]``; assessment and decisions later). Numbers are never constants in code: a
+section's fields have no defaults, so each pack states every rule it applies and an auditor
+reading an event's ``policy_version`` can read exactly which numbers were used.
 
 Jurisdictions are ``"default"`` or an administrative division code (GB/T 2260), written
 either short (``"53"`` Yunnan, ``"5301"`` Kunming, ``"530102"`` a county) or as the usual six
@@ -19,12 +19,13 @@ one version string is enough to say which rules applied.
 
 from __future__ import annotations
 
+import calendar
 import re
 import tomllib
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -102,6 +103,44 @@ class DispatchPolicy(PolicySection):
         return self.team_size_min, self.team_size_max
 
 
+class AttendancePolicy(PolicySection):
+    """Rules of 管 (attendance): days in the village, leave approval, evidence checks."""
+
+    #: "吃住在村": at least ``minimum_days`` in the village per ``minimum_period`` (20 a month
+    #: by default; other packs: 50 a quarter, 200 a year). A month close requires the
+    #: prorated share: ceil(minimum_days x eligible days / days in the period).
+    minimum_days: int = Field(ge=0)
+    minimum_period: Literal["month", "quarter", "year"]
+    #: Leave of up to this many days is approved by the township party committee; longer
+    #: leave by the county organisation department.
+    township_leave_approval_max_days: int = Field(ge=0)
+    #: Personal and sick leave beyond this many days in a calendar year → recall (read side).
+    annual_leave_limit_days: int = Field(ge=0)
+    #: Two check-ins implying a faster journey than this are flagged as impossible travel.
+    max_travel_speed_kmh: float = Field(gt=0)
+    #: A new cadre visits every household of the village within this many days.
+    household_visit_days: int = Field(ge=1)
+
+    def period_days(self, year: int, month: int) -> int:
+        """Days in the period of the rule that contains the month ``year-month``."""
+        if self.minimum_period == "month":
+            months = [month]
+        elif self.minimum_period == "quarter":
+            first = 3 * ((month - 1) // 3) + 1
+            months = [first, first + 1, first + 2]
+        else:
+            months = list(range(1, 13))
+        return sum(calendar.monthrange(year, m)[1] for m in months)
+
+    def required_days(self, eligible_days: int, period_days: int) -> int:
+        """Days in the village required of a month with ``eligible_days`` in post and not on
+        leave: ceil(minimum_days x eligible_days / period_days), in integers so there is no
+        float rounding at the boundaries."""
+        if eligible_days <= 0:
+            return 0
+        return -(-self.minimum_days * eligible_days // period_days)
+
+
 class PolicyPack(BaseModel):
     """One versioned, dated set of rules for one jurisdiction."""
 
@@ -113,6 +152,7 @@ class PolicyPack(BaseModel):
     jurisdiction: str = DEFAULT_JURISDICTION
     description: str = ""
     dispatch: DispatchPolicy | None = None
+    attendance: AttendancePolicy | None = None
 
     @model_validator(mode="after")
     def _jurisdiction_is_known(self) -> Self:
@@ -123,6 +163,11 @@ class PolicyPack(BaseModel):
         if self.dispatch is None:
             raise PolicySectionMissing(f"policy {self.version} has no [dispatch] section")
         return self.dispatch
+
+    def attendance_rules(self) -> AttendancePolicy:
+        if self.attendance is None:
+            raise PolicySectionMissing(f"policy {self.version} has no [attendance] section")
+        return self.attendance
 
     def covers(self, jurisdiction: str) -> bool:
         return jurisdiction_prefix(jurisdiction).startswith(jurisdiction_prefix(self.jurisdiction))

@@ -94,6 +94,16 @@ class AppendResult:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamWrite:
+    """One stream's part of an ``append_streams``: its events after ``expected_version``;
+    no events makes it a guard on the version alone."""
+
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class BrokenLink:
     stream_id: str
     stream_version: int
@@ -217,45 +227,63 @@ class EventStore:
         (``NO_STREAM`` for a new stream, ``ANY_VERSION`` to skip the check)."""
         if not events:
             raise ValueError("append needs at least one event")
-        ids = [e.event_id for e in events]
+        return await self.append_streams([StreamWrite(stream_id, events, expected_version)])
+
+    async def append_streams(self, writes: Sequence[StreamWrite]) -> AppendResult:
+        """Append to several streams in one transaction: all or nothing.
+
+        Each write names the version its stream must still be at. A write without events is
+        a *guard*: nothing is appended to that stream, but the append fails with
+        ``WrongExpectedVersion`` if it moved (a decision that read two streams and writes one
+        stays consistent with both). Events are positioned in the order of ``writes``.
+        """
+        if not any(write.events for write in writes):
+            raise ValueError("append needs at least one event")
+        streams = [write.stream_id for write in writes]
+        if len(set(streams)) != len(streams):
+            raise ValueError("a stream appears twice in one append")
+        new_events = [(write, new) for write in writes for new in write.events]
+        ids = [new.event_id for _, new in new_events]
         if len(set(ids)) != len(ids):
             raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
-        payloads = [e.event.to_data() for e in events]
+        payloads = [new.event.to_data() for _, new in new_events]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
             stored = await conn.fetch(
                 f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
             )
             if stored:
-                return AppendResult(_replayed(stream_id, events, payloads, stored), duplicate=True)
-            head = await conn.fetchrow(
+                return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
+            heads = await conn.fetch(
                 f"""
-                SELECT stream_version, hash,
-                       (SELECT coalesce(max(global_position), 0) FROM {self.table}) AS position
-                FROM (SELECT 1) AS one
-                LEFT JOIN LATERAL (
+                SELECT s.stream_id, last.stream_version, last.hash
+                FROM unnest($1::text[]) AS s(stream_id)
+                JOIN LATERAL (
                     SELECT stream_version, hash FROM {self.table}
-                    WHERE stream_id = $1 ORDER BY stream_version DESC LIMIT 1
+                    WHERE stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1
                 ) AS last ON true
                 """,
-                stream_id,
+                streams,
             )
-            assert head is not None
-            version: int = head["stream_version"] or 0
-            if expected_version != ANY_VERSION and version != expected_version:
-                raise WrongExpectedVersion(stream_id, expected_version, version)
-            prev_hash: str = head["hash"] or GENESIS_HASH
-            position: int = head["position"]
+            head = {row["stream_id"]: (row["stream_version"], row["hash"]) for row in heads}
+            for write in writes:
+                version = head.get(write.stream_id, (NO_STREAM, GENESIS_HASH))[0]
+                expected = write.expected_version
+                if expected != ANY_VERSION and version != expected:
+                    raise WrongExpectedVersion(write.stream_id, expected, version)
+            position: int = await conn.fetchval(
+                f"SELECT coalesce(max(global_position), 0) FROM {self.table}"
+            )
             recorded_at = datetime.now(UTC)
             recorded: list[RecordedEvent] = []
-            for new, data in zip(events, payloads, strict=True):
-                version += 1
+            for (write, new), data in zip(new_events, payloads, strict=True):
+                version, prev_hash = head.get(write.stream_id, (NO_STREAM, GENESIS_HASH))
                 position += 1
                 meta = new.metadata
                 event = RecordedEvent(
                     event_id=new.event_id,
-                    stream_id=stream_id,
-                    stream_version=version,
+                    stream_id=write.stream_id,
+                    stream_version=version + 1,
                     global_position=position,
                     event_type=new.event.event_type,
                     schema_version=new.event.schema_version,
@@ -271,7 +299,7 @@ class EventStore:
                 )
                 digest = event.computed_hash()
                 recorded.append(event.model_copy(update={"hash": digest}))
-                prev_hash = digest
+                head[write.stream_id] = (version + 1, digest)
             await conn.execute(
                 f"""
                 INSERT INTO {self.table} ({_COLUMNS})
@@ -377,22 +405,21 @@ class EventStore:
 
 
 def _replayed(
-    stream_id: str,
-    events: Sequence[NewEvent],
+    new_events: list[tuple[StreamWrite, NewEvent]],
     payloads: list[JsonObject],
     stored: list[asyncpg.Record],
 ) -> list[RecordedEvent]:
     """Decide an append whose event ids are (partly) stored: all the same → the stored
     events, unchanged; anything else → ``EventIdConflict``."""
     by_id = {row["event_id"]: _record(row) for row in stored}
-    for new, data in zip(events, payloads, strict=True):
+    for (write, new), data in zip(new_events, payloads, strict=True):
         existing = by_id.get(new.event_id)
         if existing is None:
             raise EventIdConflict(
                 str(new.event_id), "part of this batch is already stored and part is not"
             )
         same = (
-            existing.stream_id == stream_id
+            existing.stream_id == write.stream_id
             and existing.event_type == new.event.event_type
             and existing.schema_version == new.event.schema_version
             and existing.key == new.event.kafka_key()
@@ -400,7 +427,7 @@ def _replayed(
         )
         if not same:
             raise EventIdConflict(str(new.event_id), "already stored with different content")
-    return [by_id[new.event_id] for new in events]
+    return [by_id[new.event_id] for _, new in new_events]
 
 
 def _columns_of(events: list[RecordedEvent]) -> list[list[Any]]:
