@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,12 +138,26 @@ def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresLike]:
 
 
 @pytest.fixture
-def fresh_database(postgres_server: PostgresLike) -> Iterator[str]:
+def make_database(postgres_server: PostgresLike) -> Iterator[Callable[[], str]]:
+    """Creates new, empty databases on demand (one per service of a multi-service test);
+    all are dropped after the test."""
+    names: list[str] = []
+
+    def create() -> str:
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        postgres_server.create_database(name)
+        names.append(name)
+        return postgres_server.dsn(name)
+
+    yield create
+    for name in names:
+        try:
+            postgres_server.drop_database(name)
+        except Exception as error:  # a leftover test database must not fail the test itself
+            warnings.warn(f"could not drop test database {name}: {error}", stacklevel=1)
+
+
+@pytest.fixture
+def fresh_database(make_database: Callable[[], str]) -> str:
     """The DSN of a new, empty database of its own, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    postgres_server.create_database(name)
-    yield postgres_server.dsn(name)
-    try:
-        postgres_server.drop_database(name)
-    except Exception as error:  # a leftover test database must not fail the test itself
-        warnings.warn(f"could not drop test database {name}: {error}", stacklevel=1)
+    return make_database()

@@ -30,6 +30,10 @@ class Probe(DomainEvent):
     village_id: str
 
 
+#: Readiness checks of the read models a service keeps from other topics.
+EXTRA_CHECKS = {"attendance": ["projection:attendance-dispatch-replica"]}
+
+
 def settings_for(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
     return ServiceSettings(
         service_name=name,
@@ -48,6 +52,7 @@ def test_service_starts_and_is_ready(name: str, kafka_bootstrap: str, fresh_data
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
         expected = {"postgres", "kafka", "relay"} if name in WRITERS else {"postgres", "kafka"}
+        expected |= set(EXTRA_CHECKS.get(name, ()))
         assert set(checks) == expected
         assert all(v == "ok" for v in checks.values())
         assert client.get("/metrics").status_code == 200

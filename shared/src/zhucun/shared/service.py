@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,17 +28,27 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
 from zhucun.shared.http import create_http_app, kafka_ready, postgres_ready
-from zhucun.shared.kafka import dlq_topic, ensure_topics, event_topic, make_broker
+from zhucun.shared.kafka import (
+    DeadLetterPublisher,
+    dlq_topic,
+    ensure_topics,
+    event_topic,
+    make_broker,
+)
 from zhucun.shared.logging import configure_logging
 from zhucun.shared.problems import ProblemError, problem_response
+from zhucun.shared.projection import Projection, ProjectionRunner
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import ServiceSettings
 from zhucun.shared.store import EventIdConflict, EventStore, WrongExpectedVersion, create_pool
 
 log = structlog.get_logger(__name__)
 
-#: Back-off between relay restarts after a failure (Kafka or the database unreachable).
-RELAY_RESTART_SECONDS = 2.0
+#: Back-off between restarts of the relay or a projection runner after a failure (Kafka or
+#: the database unreachable).
+RESTART_SECONDS = 2.0
+#: A projection runner with lag that made no progress for this long fails readiness.
+STUCK_SECONDS = 120.0
 
 
 @dataclass
@@ -51,6 +61,8 @@ class ServiceRuntime:
     store: EventStore | None = None
     relay: Relay | None = None
     relay_task: asyncio.Task[None] | None = None
+    projections: dict[str, ProjectionRunner] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def event_store(self) -> EventStore:
@@ -66,11 +78,14 @@ def create_service_app(
     topic: str | None,
     source: str,
     version: str = "0.1.0",
+    projections: Sequence[Projection] = (),
 ) -> FastAPI:
     """An HTTP app with the service runtime in its lifespan.
 
     ``topic`` is the service's event topic (its store is published there); ``None`` for a
-    service that only reads (the projections).
+    service that only reads (the projections). ``projections`` are read models the service
+    keeps from other topics (e.g. attendance's replica of dispatch), each consumed by a
+    supervised ``ProjectionRunner`` into the service's database.
     """
     runtime = ServiceRuntime(settings)
     registry = CollectorRegistry()
@@ -98,8 +113,26 @@ def create_service_app(
             runtime.relay = Relay(
                 runtime.store, runtime.broker, topic=topic, source=source, registry=registry
             )
-            runtime.relay_task = asyncio.create_task(_supervise(runtime.relay, runtime.stop))
+            runtime.relay_task = asyncio.create_task(
+                _supervise(f"relay {topic}", runtime.relay.run, runtime.stop)
+            )
             checks["relay"] = partial(_relay_alive, runtime)
+        dead_letters = DeadLetterPublisher(runtime.broker.publish)
+        for projection in projections:
+            runner = ProjectionRunner(
+                runtime.pool,
+                projection,
+                settings.kafka,
+                schema=pg.schema_name,
+                dead_letters=dead_letters,
+                metrics=registry,
+            )
+            await runner.migrate()
+            runtime.projections[projection.name] = runner
+            runtime.tasks.append(
+                asyncio.create_task(_supervise(projection.name, runner.run, runtime.stop))
+            )
+            checks[f"projection:{projection.name}"] = partial(_projection_alive, runner)
         log.info("service.started", service=settings.service_name, topic=topic)
         try:
             yield
@@ -107,6 +140,8 @@ def create_service_app(
             runtime.stop.set()
             if runtime.relay_task is not None:
                 await runtime.relay_task
+            for task in runtime.tasks:
+                await task
             await runtime.broker.stop()
             await runtime.pool.close()
             log.info("service.stopped", service=settings.service_name)
@@ -137,16 +172,23 @@ async def _store_conflict(request: Request, exc: Exception) -> Response:
     return problem_response(problem.to_problem(instance=request.url.path))
 
 
-async def _supervise(relay: Relay, stop: asyncio.Event) -> None:
-    """Keep the relay running: a failure (broker or database away) is logged and retried;
-    the checkpoint makes a restart safe."""
+async def _supervise(
+    name: str, run: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+) -> None:
+    """Keep a background loop (the relay, a projection runner) running: a failure (broker or
+    database away) is logged and retried; checkpoints make a restart safe."""
     while not stop.is_set():
         try:
-            await relay.run(stop)
+            await run(stop)
         except Exception:
-            log.exception("relay.failed", relay=relay.name, retry_in=RELAY_RESTART_SECONDS)
+            log.exception("background.failed", task=name, retry_in=RESTART_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RELAY_RESTART_SECONDS)
+                await asyncio.wait_for(stop.wait(), RESTART_SECONDS)
+
+
+async def _projection_alive(runner: ProjectionRunner) -> None:
+    if runner.stuck(STUCK_SECONDS):
+        raise RuntimeError(f"no progress for {STUCK_SECONDS:.0f} s while events are waiting")
 
 
 async def _relay_alive(runtime: ServiceRuntime) -> None:

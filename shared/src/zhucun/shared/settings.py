@@ -83,6 +83,10 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+#: The repository's policy packs (``shared/src/zhucun/shared/settings.py`` -> repo root).
+DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[4] / "policies"
+
+
 class ServiceSettings(BaseSettings):
     """Settings shared by every service; services subclass it for their own fields."""
 
@@ -98,6 +102,9 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    #: Folder of the policy packs (``*.toml``) the service applies; a deployment mounts its
+    #: own and sets ``ZHUCUN_POLICIES_DIR``. The default is the repository's ``policies/``.
+    policies_dir: Path = DEFAULT_POLICIES_DIR
 
     @model_validator(mode="after")
     def _production_is_locked_down(self) -> Self:

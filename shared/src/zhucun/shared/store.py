@@ -129,7 +129,9 @@ def advisory_lock_key(schema: str, purpose: str) -> int:
 
 
 def _record(row: asyncpg.Record) -> RecordedEvent:
-    return RecordedEvent(**dict(row))
+    # The row's types are the model's (asyncpg decodes uuid, timestamptz and jsonb): skipping
+    # validation keeps long stream reads cheap.
+    return RecordedEvent.model_construct(**dict(row))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -249,38 +251,48 @@ class EventStore:
         payloads = [new.event.to_data() for _, new in new_events]
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
-            stored = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
-            )
-            if stored:
-                return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
-            heads = await conn.fetch(
+            # One round trip for what the append must know: ids already stored (a retry),
+            # the head of each stream, the last global position.
+            known = await conn.fetch(
                 f"""
-                SELECT s.stream_id, last.stream_version, last.hash
-                FROM unnest($1::text[]) AS s(stream_id)
-                JOIN LATERAL (
+                SELECT s.stream_id, last.stream_version, last.hash,
+                       (SELECT coalesce(max(global_position), 0) FROM {self.table})
+                           AS position,
+                       (SELECT count(*) FROM {self.table} WHERE event_id = ANY($1::uuid[]))
+                           AS stored
+                FROM unnest($2::text[]) WITH ORDINALITY AS s(stream_id, n)
+                LEFT JOIN LATERAL (
                     SELECT stream_version, hash FROM {self.table}
                     WHERE stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1
                 ) AS last ON true
+                ORDER BY s.n
                 """,
+                ids,
                 streams,
             )
-            head = {row["stream_id"]: (row["stream_version"], row["hash"]) for row in heads}
+            if known[0]["stored"]:
+                stored = await conn.fetch(
+                    f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
+                )
+                return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
+            head = {
+                row["stream_id"]: (row["stream_version"] or NO_STREAM, row["hash"] or GENESIS_HASH)
+                for row in known
+            }
             for write in writes:
-                version = head.get(write.stream_id, (NO_STREAM, GENESIS_HASH))[0]
+                version = head[write.stream_id][0]
                 expected = write.expected_version
                 if expected != ANY_VERSION and version != expected:
                     raise WrongExpectedVersion(write.stream_id, expected, version)
-            position: int = await conn.fetchval(
-                f"SELECT coalesce(max(global_position), 0) FROM {self.table}"
-            )
+            position: int = known[0]["position"]
             recorded_at = datetime.now(UTC)
             recorded: list[RecordedEvent] = []
             for (write, new), data in zip(new_events, payloads, strict=True):
-                version, prev_hash = head.get(write.stream_id, (NO_STREAM, GENESIS_HASH))
+                version, prev_hash = head[write.stream_id]
                 position += 1
                 meta = new.metadata
-                event = RecordedEvent(
+                # Built from typed values the store itself produced: no validation needed.
+                event = RecordedEvent.model_construct(
                     event_id=new.event_id,
                     stream_id=write.stream_id,
                     stream_version=version + 1,
@@ -300,18 +312,23 @@ class EventStore:
                 digest = event.computed_hash()
                 recorded.append(event.model_copy(update={"hash": digest}))
                 head[write.stream_id] = (version + 1, digest)
+            # The notification wakes relays and tailing readers at once instead of at their
+            # next poll; it is delivered at commit, with the rows.
             await conn.execute(
                 f"""
-                INSERT INTO {self.table} ({_COLUMNS})
-                SELECT * FROM unnest(
-                    $1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
-                    $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[], $11::uuid[],
-                    $12::uuid[], $13::text[], $14::text[], $15::text[])
+                WITH inserted AS (
+                    INSERT INTO {self.table} ({_COLUMNS})
+                    SELECT * FROM unnest(
+                        $1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
+                        $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
+                        $11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::text[])
+                )
+                SELECT pg_notify($16, $17)
                 """,
                 *_columns_of(recorded),
+                self.notify_channel,
+                str(position),
             )
-            # Wakes relays and tailing readers at once instead of at their next poll.
-            await conn.execute("SELECT pg_notify($1, $2)", self.notify_channel, str(position))
         return AppendResult(recorded, duplicate=False)
 
     # --- reading -----------------------------------------------------------------------

@@ -9,6 +9,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.attendance.http import router
+from zhucun.attendance.replica import DispatchReplica
+from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
@@ -26,9 +29,15 @@ class AttendanceSettings(ServiceSettings):
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or AttendanceSettings()
-    return create_service_app(
+    app = create_service_app(
         settings,
         title="Zhucun attendance (管)",
         topic=TOPIC,
         source=SOURCE,
+        # Assignments and village geofences, learnt from dispatch's topic.
+        projections=[DispatchReplica(settings.postgres.schema_name)],
     )
+    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
+    app.state.policies = PolicyBook.load(settings.policies_dir)
+    app.include_router(router)
+    return app

@@ -6,8 +6,6 @@ environment variables).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
 from pydantic import SecretStr
 
@@ -19,8 +17,6 @@ from zhucun.shared.settings import PostgresSettings, ServiceSettings
 #: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
 TOPIC: str | None = "dispatch.events.v1"
 SOURCE = "/zhucun/dispatch"
-#: The repository's policy packs (a deployment mounts its own and sets ZHUCUN_POLICIES_DIR).
-DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[5] / "policies"
 
 
 class DispatchSettings(ServiceSettings):
@@ -28,15 +24,10 @@ class DispatchSettings(ServiceSettings):
     postgres: PostgresSettings = PostgresSettings(
         dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/dispatch")
     )
-    #: Folder of the policy packs (``*.toml``) the decider applies.
-    policies_dir: Path = DEFAULT_POLICIES_DIR
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or DispatchSettings()
-    policies_dir = (
-        settings.policies_dir if isinstance(settings, DispatchSettings) else DEFAULT_POLICIES_DIR
-    )
     app = create_service_app(
         settings,
         title="Zhucun dispatch (派)",
@@ -44,6 +35,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         source=SOURCE,
     )
     # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
-    app.state.policies = PolicyBook.load(policies_dir)
+    app.state.policies = PolicyBook.load(settings.policies_dir)
     app.include_router(router)
     return app

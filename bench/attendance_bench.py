@@ -1,0 +1,378 @@
+"""Check-in ingest of the attendance service over real HTTP, PostgreSQL and Kafka (run by hand).
+
+    uv run python bench/attendance_bench.py [--cadres 40] [--batch 500] [--rate 200]
+                                            [--seconds 30] [--out bench/results]
+
+Starts its own PostgreSQL cluster and Kafka broker with the project's launcher (or uses
+ZHUCUN_TEST_POSTGRES_DSN / ZHUCUN_TEST_KAFKA_BOOTSTRAP), runs the attendance service as its
+own process (uvicorn, one worker), and publishes a county's villages and assignments on
+``dispatch.events.v1`` for the service's replica to learn. Then:
+
+1. **Batch ingest** — every cadre uploads its offline check-ins in batches of ``--batch``
+   through ``POST /cadres/{id}/check-ins/batch`` (four uploads in flight). The clock stops
+   when every check-in is stored *and* the relay has published it to
+   ``attendance.events.v1`` (the relay's lag is back to 0).
+2. **Single check-ins** — an open-loop load of ``--rate`` requests per second for
+   ``--seconds``, each one check-in of a random cadre with a location: latency percentiles
+   of the whole HTTP round trip, and the rate actually achieved.
+
+Everything runs on this machine (the service, PostgreSQL, Kafka and the load generator
+share its cores). Prints the figures and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from zhucun.dispatch.events import (
+    AssignmentKind,
+    CadreAssigned,
+    Geofence,
+    Role,
+    VillageCategory,
+    VillageRegistered,
+)
+from zhucun.shared.auth import mint_token
+from zhucun.shared.envelope import RecordedEvent, to_kafka
+from zhucun.shared.events import GENESIS_HASH, DomainEvent
+from zhucun.shared.kafka import ensure_topics, event_topic
+from zhucun.shared.settings import AuthSettings, KafkaSettings
+
+COUNTY = "530102"
+CENTRE = (25.04, 102.71)
+TERM_START = date(2025, 1, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def publish_dispatch(bootstrap: str, cadres: int) -> None:
+    """The county's villages (one per three cadres) and assignments, as dispatch publishes
+    them; the attendance replica consumes them."""
+    await ensure_topics(
+        KafkaSettings(bootstrap_servers=bootstrap),
+        [event_topic("dispatch.events.v1", KafkaSettings(bootstrap_servers=bootstrap))],
+    )
+    events: list[DomainEvent] = []
+    for v in range(cadres // 3 + 1):
+        events.append(
+            VillageRegistered(
+                village_id=f"v{v}",
+                county=COUNTY,
+                name="村",
+                township=f"t{v % 5}",
+                categories=(VillageCategory.KEY_ASSISTANCE,),
+                geofence=Geofence(latitude=CENTRE[0], longitude=CENTRE[1], radius_m=1500),
+                households=200,
+                monitored_population=50,
+            )
+        )
+    for c in range(cadres):
+        events.append(
+            CadreAssigned(
+                assignment_id=f"a{c}",
+                cadre_id=f"c{c}",
+                team_id=f"team{c // 3}",
+                round_id="r1",
+                county=COUNTY,
+                village_id=f"v{c // 3}",
+                role=Role.MEMBER,
+                kind=AssignmentKind.INITIAL,
+                term_start=TERM_START,
+                term_end=TERM_START + timedelta(days=730),
+                policy_version="default-2025",
+            )
+        )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        now = datetime.now(UTC)
+        for position, event in enumerate(events, 1):
+            recorded = RecordedEvent(
+                event_id=uuid4(),
+                stream_id=f"dispatch-county-{COUNTY}",
+                stream_version=position,
+                global_position=position,
+                event_type=event.event_type,
+                schema_version=event.schema_version,
+                key=event.kafka_key(),
+                data=event.to_data(),
+                occurred_at=now,
+                recorded_at=now,
+                correlation_id=uuid4(),
+                causation_id=None,
+                actor="bench:service",
+                prev_hash=GENESIS_HASH,
+                hash=GENESIS_HASH,
+            )
+            record = to_kafka(recorded, source="/zhucun/dispatch")
+            await producer.send(
+                "dispatch.events.v1",
+                record.value,
+                key=record.key,
+                headers=[(k, v.encode()) for k, v in record.headers.items()],
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def cadre_token(cadre: int) -> str:
+    return mint_token(
+        AuthSettings(), subject=f"bench-{cadre}", role="cadre", county=COUNTY, cadre=f"c{cadre}"
+    )
+
+
+def check_in(n: int, moment: datetime) -> dict[str, Any]:
+    # A point within ~300 m of the centre: inside the 1500 m geofence.
+    offset = (n % 7) * 0.0004
+    return {
+        "check_in_id": uuid4().hex,
+        "occurred_at": moment.isoformat(),
+        "location": {"latitude": CENTRE[0] + offset, "longitude": CENTRE[1]},
+    }
+
+
+async def wait_replicated(client: httpx.AsyncClient, cadres: int) -> None:
+    headers = {"Authorization": f"Bearer {cadre_token(cadres - 1)}"}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        response = await client.get(f"/cadres/c{cadres - 1}/leave", headers=headers)
+        if response.status_code == 200:
+            return
+        await asyncio.sleep(0.5)
+    raise SystemExit("the replica never learnt the assignments")
+
+
+async def relay_lag(pool: asyncpg.Pool) -> int:
+    head = await pool.fetchval("SELECT coalesce(max(global_position), 0) FROM public.events")
+    done = await pool.fetchval("SELECT coalesce(max(position), 0) FROM public.relay_checkpoints")
+    return int(head) - int(done)
+
+
+async def batch_ingest(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, cadres: int, batch: int
+) -> dict[str, Any]:
+    """Each cadre uploads ``batch`` check-ins spread over 100 days (five a day) at once."""
+    uploads = []
+    for c in range(cadres):
+        start = datetime(2025, 2, 1, 1, 0, tzinfo=UTC) + timedelta(days=100 * (c % 3))
+        items = [check_in(n, start + timedelta(hours=4.8 * n)) for n in range(batch)]
+        uploads.append((c, items))
+    semaphore = asyncio.Semaphore(4)
+    recorded = 0
+
+    async def upload(c: int, items: list[dict[str, Any]]) -> None:
+        nonlocal recorded
+        async with semaphore:
+            response = await client.post(
+                f"/cadres/c{c}/check-ins/batch",
+                json={"items": items},
+                headers={"Authorization": f"Bearer {cadre_token(c)}"},
+            )
+            response.raise_for_status()
+            recorded += response.json()["recorded"]
+
+    began = time.perf_counter()
+    await asyncio.gather(*(upload(c, items) for c, items in uploads))
+    stored_at = time.perf_counter()
+    while await relay_lag(pool) > 0:  # noqa: ASYNC110 - polling another process's progress
+        await asyncio.sleep(0.05)
+    published_at = time.perf_counter()
+    total = cadres * batch
+    figure = {
+        "case": "batch ingest (stored and published)",
+        "check_ins": total,
+        "recorded": recorded,
+        "batch_size": batch,
+        "seconds_to_store": round(stored_at - began, 3),
+        "seconds_to_publish": round(published_at - began, 3),
+        "stored_per_second": round(total / (stored_at - began), 1),
+        "stored_and_published_per_second": round(total / (published_at - began), 1),
+    }
+    print(
+        f"batch ingest: {total} check-ins in batches of {batch}: stored in "
+        f"{figure['seconds_to_store']} s ({figure['stored_per_second']:,.0f}/s), stored and "
+        f"published in {figure['seconds_to_publish']} s "
+        f"({figure['stored_and_published_per_second']:,.0f}/s)"
+    )
+    return figure
+
+
+async def single_latency(
+    client: httpx.AsyncClient, cadres: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """Open loop: a request every 1/rate s whatever the answers' latency."""
+    latencies: list[float] = []
+    errors: list[int] = []
+    tokens = {c: cadre_token(c) for c in range(cadres)}
+    day0 = datetime(2025, 9, 1, 1, 0, tzinfo=UTC)
+
+    async def one(n: int) -> None:
+        c = random.randrange(cadres)
+        moment = day0 + timedelta(minutes=n)
+        began = time.perf_counter()
+        try:
+            response = await client.post(
+                f"/cadres/c{c}/check-ins",
+                json=check_in(n, moment),
+                headers={"Authorization": f"Bearer {tokens[c]}"},
+            )
+            status = response.status_code
+        except httpx.TransportError:
+            status = -1  # no answer in time: counted as an error, and its latency kept
+        latencies.append(time.perf_counter() - began)
+        if status != 201:
+            errors.append(status)
+
+    tasks = []
+    began = time.perf_counter()
+    total = int(rate * seconds)
+    for n in range(total):
+        delay = began + n / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(n)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - began
+    latencies.sort()
+
+    def pct(p: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
+
+    figure = {
+        "case": "single check-ins, open loop",
+        "target_rate": rate,
+        "requests": total,
+        "achieved_rate": round(total / elapsed, 1),
+        "errors": len(errors),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "max_ms": round(1000 * latencies[-1], 2),
+    }
+    print(
+        f"single check-ins at {rate}/s for {seconds} s: achieved {figure['achieved_rate']}/s, "
+        f"p50 {figure['p50_ms']} ms, p95 {figure['p95_ms']} ms, p99 {figure['p99_ms']} ms, "
+        f"max {figure['max_ms']} ms, errors {len(errors)}"
+    )
+    return figure
+
+
+async def bench(args: argparse.Namespace, dsn: str, bootstrap: str) -> list[dict[str, Any]]:
+    await publish_dispatch(bootstrap, args.cadres)
+    port = free_port()
+    env = {
+        **os.environ,
+        "ZHUCUN_SERVICE_NAME": "attendance",
+        "ZHUCUN_HTTP_PORT": str(port),
+        "ZHUCUN_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "ZHUCUN_POSTGRES__DSN": dsn,
+        "ZHUCUN_LOG__LEVEL": "WARNING",
+        "ZHUCUN_LOG__FORMAT": "json",
+    }
+    service = subprocess.Popen(  # noqa: ASYNC220 - started once, before any load
+        [sys.executable, "-m", "zhucun.cli.main", "serve", "attendance", "--port", str(port)],
+        env=env,
+    )
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=60,
+            limits=httpx.Limits(max_connections=400, max_keepalive_connections=400),
+        ) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await client.get("/health/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("the attendance service did not become ready")
+                await asyncio.sleep(0.5)
+            await wait_replicated(client, args.cadres)
+            figures = [await batch_ingest(client, pool, args.cadres, args.batch)]
+            figures.append(await single_latency(client, args.cadres, args.rate, args.seconds))
+            return figures
+    finally:
+        await pool.close()
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cadres", type=int, default=40, help="cadres (one batch each)")
+    parser.add_argument("--batch", type=int, default=500, help="check-ins per upload")
+    parser.add_argument("--rate", type=float, default=200.0, help="single check-ins per second")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the single run")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+
+    dsn = os.environ.get("ZHUCUN_TEST_POSTGRES_DSN")
+    bootstrap = os.environ.get("ZHUCUN_TEST_KAFKA_BOOTSTRAP")
+    with tempfile.TemporaryDirectory(prefix="zhucun-bench-") as tmp:
+        servers: list[Any] = []
+        if not dsn:
+            from zhucun.infra.postgres import PostgresServer
+
+            pg = PostgresServer(Path(tmp) / "pg")
+            pg.start()
+            servers.append(pg)
+            pg.create_database("attendance_bench")
+            dsn = pg.dsn("attendance_bench")
+        if not bootstrap:
+            from zhucun.infra.kafka import KafkaServer
+
+            kafka = KafkaServer(Path(tmp) / "kafka")
+            kafka.start()
+            servers.append(kafka)
+            bootstrap = kafka.bootstrap_servers
+        try:
+            figures = asyncio.run(bench(args, dsn, bootstrap))
+        finally:
+            for server in reversed(servers):
+                server.stop()
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": "attendance_check_ins",
+        "at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "arguments": {k: str(v) for k, v in vars(args).items()},
+        "figures": figures,
+        "targets": {"batch_ingest_per_second": 2000, "single_p99_ms_at_200_rps": 50},
+    }
+    path = args.out / f"attendance_bench_{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Attendance against the real PostgreSQL and Kafka, with the real dispatch service upstream:
+dispatch events -> the replica -> check-ins accepted; the unassigned refused (retryably); an
+idempotent repeat; a batch with mixed items; a scripted month closed; roles and jurisdiction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from zhucun.attendance.app import SOURCE as ATTENDANCE_SOURCE
+from zhucun.attendance.app import TOPIC as ATTENDANCE_TOPIC
+from zhucun.attendance.app import create_app as create_attendance
+from zhucun.dispatch.app import create_app as create_dispatch
+from zhucun.shared.auth import mint_token
+from zhucun.shared.service import ServiceRuntime
+from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
+from zhucun.shared.testing import read_topic
+
+pytestmark = pytest.mark.integration
+
+AUTH = AuthSettings()
+#: The village centre; 0.001 degree of latitude is about 111 m.
+CENTRE = {"latitude": 25.04, "longitude": 102.71}
+FENCE = {**CENTRE, "radius_m": 1000}
+INSIDE = {"latitude": 25.045, "longitude": 102.71}  # ~556 m north
+OUTSIDE = {"latitude": 25.06, "longitude": 102.71}  # ~2.2 km north
+
+
+def bearer(role: str, **claims: str) -> dict[str, str]:
+    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
+    return ServiceSettings(
+        service_name=name,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
+        postgres=PostgresSettings(dsn=SecretStr(dsn)),
+    )
+
+
+class County:
+    """A county whose dispatch register holds one village in township ``t1`` with a running
+    team of three; ids are unique per test (the session's topics are shared)."""
+
+    def __init__(self, dispatch: TestClient) -> None:
+        self.code = f"53{random.randint(1000, 9999)}"
+        suffix = uuid.uuid4().hex[:8]
+        self.village = f"v-{suffix}"
+        self.cadres = [f"c{n}-{suffix}" for n in range(1, 4)]
+        self.unassigned = f"c9-{suffix}"
+        self.dispatch = dispatch
+        self.admin = bearer("org_admin", county=self.code)
+
+    def post(self, path: str, body: dict[str, Any]) -> None:
+        response = self.dispatch.post(f"/counties/{self.code}{path}", json=body, headers=self.admin)
+        assert response.status_code in (200, 201), response.text
+
+    def register(self) -> None:
+        self.post(
+            "/villages",
+            {
+                "village_id": self.village,
+                "name": "村",
+                "township": "t1",
+                "categories": ["lifted_out_of_poverty"],
+                "geofence": FENCE,
+                "households": 4,
+                "monitored_population": 10,
+            },
+        )
+        for cadre_id in [*self.cadres, self.unassigned]:
+            self.post(
+                "/cadres",
+                {
+                    "cadre_id": cadre_id,
+                    "sending_unit": "县农业农村局",
+                    "unit_kind": "line_department",
+                    "unit_level": "county",
+                    "birth_year": 1985,
+                    "party_member_since": "2010-07-01",
+                    "rural_experience_years": 3,
+                    "skills": [],
+                },
+            )
+        self.post("/rounds", {"round_id": "r1", "name": "2025", "opened_on": "2025-03-01"})
+        self.post(
+            "/teams",
+            {
+                "team_id": "t",
+                "round_id": "r1",
+                "village_id": self.village,
+                "formed_on": "2025-03-15",
+            },
+        )
+        for n, cadre_id in enumerate(self.cadres):
+            self.post(
+                "/assignments",
+                {
+                    "assignment_id": f"a-{cadre_id}",
+                    "team_id": "t",
+                    "cadre_id": cadre_id,
+                    "role": "first_secretary" if n == 0 else "member",
+                    "term_start": "2025-04-01",
+                },
+            )
+
+
+@pytest.fixture
+def services(
+    kafka_bootstrap: str, make_database: Callable[[], str]
+) -> Iterator[tuple[TestClient, TestClient]]:
+    dispatch = create_dispatch(settings("dispatch", kafka_bootstrap, make_database()))
+    attendance = create_attendance(settings("attendance", kafka_bootstrap, make_database()))
+    with TestClient(dispatch) as dispatch_client, TestClient(attendance) as attendance_client:
+        yield dispatch_client, attendance_client
+
+
+@pytest.fixture
+def county(services: tuple[TestClient, TestClient]) -> County:
+    dispatch, attendance = services
+    county = County(dispatch)
+    county.register()
+    # The replica learns the assignments from Kafka: wait until the last one is known.
+    wait_until_replicated(attendance, county.cadres[-1], county)
+    return county
+
+
+def wait_until_replicated(attendance: TestClient, cadre_id: str, county: County) -> None:
+    headers = bearer("org_admin", county=county.code)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        response = attendance.get(f"/cadres/{cadre_id}/leave", headers=headers)
+        if response.status_code == 200:
+            return
+        assert response.status_code == 409, response.text
+        assert response.json()["retryable"], response.text
+        time.sleep(0.2)
+    raise AssertionError(f"{cadre_id} never reached the attendance replica")
+
+
+def cadre_headers(cadre_id: str, county: County) -> dict[str, str]:
+    return bearer("cadre", county=county.code, cadre=cadre_id)
+
+
+def township_headers(county: County, township: str = "t1") -> dict[str, str]:
+    return bearer("township", county=county.code, township=township)
+
+
+def check_in(
+    client: TestClient,
+    cadre_id: str,
+    county: County,
+    occurred_at: str,
+    location: dict[str, float] | None = None,
+    check_in_id: str | None = None,
+) -> Any:
+    body: dict[str, Any] = {
+        "check_in_id": check_in_id or uuid.uuid4().hex,
+        "occurred_at": occurred_at,
+    }
+    if location is not None:
+        body["location"] = location
+    return client.post(
+        f"/cadres/{cadre_id}/check-ins", json=body, headers=cadre_headers(cadre_id, county)
+    )
+
+
+def test_dispatch_events_reach_the_replica_and_a_check_in_is_accepted(
+    services: tuple[TestClient, TestClient], county: County, kafka_bootstrap: str
+) -> None:
+    _, attendance = services
+    cadre_id = county.cadres[0]
+    response = check_in(attendance, cadre_id, county, "2025-04-02T01:00:00Z", INSIDE, "ci-1")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["duplicate"] is False
+    assert body["event_types"] == ["attendance.CheckInRecorded"]
+    assert body["day"] == "2025-04-02"
+    assert body["location"] == {"inside_geofence": True, "distance_m": 560}
+
+    # Idempotent: the same check-in id again stores nothing.
+    again = check_in(attendance, cadre_id, county, "2025-04-02T01:00:00Z", INSIDE, "ci-1")
+    assert again.status_code == 201, again.text
+    assert again.json()["duplicate"] is True
+    assert again.json()["event_ids"] == []
+
+    # Published on attendance.events.v1, keyed by the cadre, without coordinates.
+    runtime: ServiceRuntime = attendance.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.relay is not None
+    deadline = time.monotonic() + 20
+    while attendance.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    published = [
+        p
+        for p in asyncio.run(
+            read_topic(kafka_bootstrap, ATTENDANCE_TOPIC, source=ATTENDANCE_SOURCE)
+        )
+        if p.event.data.get("cadre_id") == cadre_id
+    ]
+    assert [p.event.event_type for p in published] == ["attendance.CheckInRecorded"]
+    assert published[0].key == cadre_id.encode()
+    assert "latitude" not in str(published[0].event.data)
+    assert str(published[0].event.event_id) == body["event_ids"][0]
+
+
+def test_a_cadre_without_an_assignment_is_refused_retryably(
+    services: tuple[TestClient, TestClient], county: County
+) -> None:
+    _, attendance = services
+    response = check_in(attendance, county.unassigned, county, "2025-04-02T01:00:00Z")
+    assert response.status_code == 409
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["retry-after"] == "5"
+    problem = response.json()
+    assert problem["type"].endswith("/attendance/no-active-assignment")
+    assert problem["retryable"] is True
+    # Before the term started the cadre was not on post either.
+    early = check_in(attendance, county.cadres[0], county, "2025-03-20T01:00:00Z")
+    assert early.status_code == 409
+    assert early.json()["code"] == "no_active_assignment"
+
+
+def test_a_batch_answers_per_item_and_stores_the_valid_ones(
+    services: tuple[TestClient, TestClient], county: County
+) -> None:
+    _, attendance = services
+    cadre_id = county.cadres[1]
+    stored = check_in(attendance, cadre_id, county, "2025-04-03T01:00:00Z", None, "b-0")
+    assert stored.status_code == 201
+    items = [
+        {"check_in_id": "b-0", "occurred_at": "2025-04-03T01:00:00Z"},  # stored before
+        {"check_in_id": "b-1", "occurred_at": "2025-04-04T01:00:00Z", "location": INSIDE},
+        {"check_in_id": "b-2", "occurred_at": "not a time"},  # invalid field
+        {"check_in_id": "b-3", "occurred_at": "2025-03-04T01:00:00Z"},  # before the term
+        {"check_in_id": "b-4", "occurred_at": "2025-05-31T23:30:00Z"},  # = 1 June in Shanghai
+        {"check_in_id": "b-5", "occurred_at": "2099-01-01T00:00:00Z"},  # from the future
+        {"check_in_id": "b-1", "occurred_at": "2025-04-04T01:00:00Z"},  # repeated in the batch
+        {"check_in_id": "b-6", "occurred_at": "2025-04-05T01:00:00Z", "location": OUTSIDE},
+    ]
+    response = attendance.post(
+        f"/cadres/{cadre_id}/check-ins/batch",
+        json={"items": items},
+        headers=cadre_headers(cadre_id, county),
+    )
+    assert response.status_code == 200, response.text
+    result = response.json()
+    statuses = [(i["index"], i["check_in_id"], i["status"]) for i in result["items"]]
+    assert statuses == [
+        (0, "b-0", "duplicate"),
+        (1, "b-1", "recorded"),
+        (2, "b-2", "refused"),
+        (3, "b-3", "refused"),
+        (4, "b-4", "recorded"),
+        (5, "b-5", "refused"),
+        (6, "b-1", "duplicate"),
+        (7, "b-6", "recorded"),
+    ]
+    assert (result["recorded"], result["duplicates"], result["refused"]) == (3, 2, 3)
+    invalid = result["items"][2]["problem"]
+    assert invalid["status"] == 422
+    assert invalid["errors"][0]["location"] == ["occurred_at"]
+    assert result["items"][3]["problem"]["code"] == "no_active_assignment"
+    assert result["items"][5]["problem"]["code"] == "evidence_from_the_future"
+
+    # The 23:30 UTC check-in counts for June (Asia/Shanghai), the outside one for nothing.
+    reader = bearer("auditor")
+    june = attendance.get(f"/cadres/{cadre_id}/months/2025-06", headers=reader).json()
+    assert june["status"] == "open"
+    assert june["presence_days"] == 1
+    april = attendance.get(f"/cadres/{cadre_id}/months/2025-04", headers=reader).json()
+    assert april["presence_days"] == 2  # 3rd and 4th; the 5th was outside the geofence
+
+    too_many = attendance.post(
+        f"/cadres/{cadre_id}/check-ins/batch",
+        json={"items": [items[1]] * 501},
+        headers=cadre_headers(cadre_id, county),
+    )
+    assert too_many.status_code == 422
+
+
+def test_a_scripted_month_closes_with_the_expected_figures(
+    services: tuple[TestClient, TestClient], county: County, kafka_bootstrap: str
+) -> None:
+    """April 2025 (30 days, on post all month): presence on 12 days by check-in and 5 by
+    township confirmation, 2 days of personal leave, 3 days of village business, one
+    unexcused spot-check absence. Required = ceil(20 x 28 / 30) = 19; in the village
+    17 + 3 = 20 -> no shortfall."""
+    _, attendance = services
+    cadre_id = county.cadres[0]
+    me = cadre_headers(cadre_id, county)
+    township = township_headers(county)
+
+    # Check-ins on 1..12 April at 09:00 Shanghai time, inside the geofence.
+    items = [
+        {"check_in_id": f"apr-{d}", "occurred_at": f"2025-04-{d:02d}T01:00:00Z", "location": INSIDE}
+        for d in range(1, 13)
+    ]
+    batch = attendance.post(
+        f"/cadres/{cadre_id}/check-ins/batch", json={"items": items}, headers=me
+    )
+    assert batch.json()["recorded"] == 12, batch.text
+    confirm = attendance.post(
+        f"/cadres/{cadre_id}/presence-confirmations",
+        json={"confirmation_id": "conf-1", "days": [f"2025-04-{d}" for d in range(13, 18)]},
+        headers=township,
+    )
+    assert confirm.status_code == 201, confirm.text
+
+    def leave(leave_id: str, kind: str, first: str, last: str, purpose: str = "") -> None:
+        body = {"leave_id": leave_id, "kind": kind, "first_day": first, "last_day": last}
+        if purpose:
+            body["purpose"] = purpose
+        response = attendance.post(f"/cadres/{cadre_id}/leave", json=body, headers=me)
+        assert response.status_code == 201, response.text
+        approved = attendance.post(f"/cadres/{cadre_id}/leave/{leave_id}/approve", headers=township)
+        assert approved.status_code == 200, approved.text
+
+    leave("l-personal", "personal", "2025-04-20", "2025-04-21")
+    leave("l-trip", "village_business", "2025-04-24", "2025-04-26", "县里项目申报会")
+    absent = attendance.post(
+        f"/cadres/{cadre_id}/spot-checks",
+        json={"spot_check_id": "sc-1", "day": "2025-04-28", "result": "absent"},
+        headers=township,
+    )
+    assert absent.status_code == 201, absent.text
+
+    closed = attendance.post(f"/cadres/{cadre_id}/months/2025-04/close", headers=township)
+    assert closed.status_code == 201, closed.text
+    assert closed.json()["event_types"] == ["attendance.MonthClosed"]
+
+    month = attendance.get(f"/cadres/{cadre_id}/months/2025-04", headers=bearer("auditor")).json()
+    expected = {
+        "status": "closed",
+        "month": "2025-04",
+        "days_in_month": 30,
+        "days_in_post": 30,
+        "presence_days": 17,
+        "business_days": 3,
+        "in_village_days": 20,
+        "personal_leave_days": 2,
+        "sick_leave_days": 0,
+        "eligible_days": 28,
+        "required_days": 19,
+        "shortfall": 0,
+        "spot_checks": 1,
+        "unexcused_absences": 1,
+        "policy_version": "default-2025",
+    }
+    assert {k: month[k] for k in expected} == expected
+
+    # Evidence for a closed month is refused, clearly.
+    late = check_in(attendance, cadre_id, county, "2025-04-30T01:00:00Z", INSIDE)
+    assert late.status_code == 409
+    assert late.json()["code"] == "month_already_closed"
+    again = attendance.post(f"/cadres/{cadre_id}/months/2025-04/close", headers=township)
+    assert again.status_code == 409
+
+    # The county-wide close closes the others and reports this one as already closed.
+    whole = attendance.post(
+        f"/counties/{county.code}/months/2025-04/close",
+        headers=bearer("org_admin", county=county.code),
+    )
+    assert whole.status_code == 200, whole.text
+    outcome = {c["cadre_id"]: c["status"] for c in whole.json()["cadres"]}
+    assert outcome == {
+        county.cadres[0]: "already_closed",
+        county.cadres[1]: "closed",
+        county.cadres[2]: "closed",
+    }
+
+
+def test_roles_and_jurisdiction_are_enforced(
+    services: tuple[TestClient, TestClient], county: County
+) -> None:
+    _, attendance = services
+    cadre_id, other = county.cadres[0], county.cadres[1]
+    body = {"check_in_id": "x", "occurred_at": "2025-04-02T01:00:00Z"}
+    # A cadre checks in for themselves only.
+    someone_else = attendance.post(
+        f"/cadres/{other}/check-ins", json=body, headers=cadre_headers(cadre_id, county)
+    )
+    assert someone_else.status_code == 403
+    # A township user may not check in for a cadre, and sees only its own township.
+    as_township = attendance.post(
+        f"/cadres/{cadre_id}/check-ins", json=body, headers=township_headers(county)
+    )
+    assert as_township.status_code == 403
+    wrong_township = attendance.post(
+        f"/cadres/{cadre_id}/spot-checks",
+        json={"spot_check_id": "s", "day": "2025-04-02", "result": "present"},
+        headers=township_headers(county, "t2"),
+    )
+    assert wrong_township.status_code == 403
+    other_county = attendance.get(
+        f"/cadres/{cadre_id}/leave", headers=bearer("org_admin", county="539999")
+    )
+    assert other_county.status_code == 403
+    # Auditors read but do not write.
+    assert attendance.get(f"/cadres/{cadre_id}/leave", headers=bearer("auditor")).status_code == 200
+    audit_write = attendance.post(
+        f"/cadres/{cadre_id}/months/2025-04/close", headers=bearer("auditor")
+    )
+    assert audit_write.status_code == 403
+    # A four-day leave needs the county: the township may not approve it.
+    me = cadre_headers(cadre_id, county)
+    request = attendance.post(
+        f"/cadres/{cadre_id}/leave",
+        json={
+            "leave_id": "long",
+            "kind": "sick",
+            "first_day": "2025-05-05",
+            "last_day": "2025-05-08",
+        },
+        headers=me,
+    )
+    assert request.status_code == 201, request.text
+    by_township = attendance.post(
+        f"/cadres/{cadre_id}/leave/long/approve", headers=township_headers(county)
+    )
+    assert by_township.status_code == 403
+    assert by_township.json()["code"] == "approval_beyond_level"
+    by_county = attendance.post(
+        f"/cadres/{cadre_id}/leave/long/approve", headers=bearer("org_admin", county=county.code)
+    )
+    assert by_county.status_code == 200, by_county.text
+    # Bad input: field-level errors, nothing stored.
+    bad = attendance.post(
+        f"/cadres/{cadre_id}/leave",
+        json={"leave_id": "bad", "kind": "holiday", "first_day": "2025-05-05"},
+        headers=me,
+    )
+    assert bad.status_code == 422
+    fields = {tuple(e["location"]) for e in bad.json()["errors"]}
+    assert ("body", "kind") in fields
+    assert ("body", "last_day") in fields
+    unknown = attendance.post(
+        f"/cadres/{cadre_id}/leave/nope/approve", headers=township_headers(county)
+    )
+    assert unknown.status_code == 404

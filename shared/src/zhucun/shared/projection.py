@@ -1,0 +1,922 @@
+"""The projection runtime: Kafka topics of Zhucun events into a PostgreSQL read model, with
+exactly-once effects.
+
+A *projection* (anything matching :class:`Projection`) names its topics, the registry that
+decodes their events, how to create its tables and how to apply a batch of deliveries. A
+:class:`ProjectionRunner` does the rest:
+
+* **Offsets live in the read model's database.** Every batch is applied in ONE PostgreSQL
+  transaction that also moves ``projection_offsets`` (the next offset to read per topic and
+  partition) and ``projection_counts``. Either the read-model change and the offsets are both
+  committed or neither is, so a crash anywhere (``kill -9`` included) repeats nothing and
+  loses nothing. Kafka's committed offsets are only an optimisation for tools that watch the
+  group; they are written after the PostgreSQL commit and their failures are ignored.
+* **Positions come from PostgreSQL.** The consumer (aiokafka, ``enable_auto_commit=False``)
+  has a rebalance listener that pauses each newly assigned partition, reads its stored offset
+  and seeks there (to the log's beginning when none is stored, recording that as the
+  partition's starting point) before fetching resumes. A group whose Kafka offsets are lost,
+  behind, or brand new therefore resumes exactly where the read model is.
+* **Two owners of one partition are serialised.** During a rebalance a partition can briefly
+  be processed by two workers. Each batch locks its partitions' offset rows
+  (``SELECT ... FOR UPDATE``, in a fixed order) and drops records below the stored offset,
+  so the second worker sees what the first committed and applies nothing twice.
+* **Duplicates by event id are dropped.** The relay publishes at least once, so the same event
+  can appear at several offsets. ``projection_events`` remembers applied event ids; one
+  ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch tells the new from the repeated.
+* **Poison records go to the dead-letter topic, never silently away.** A record that is not a
+  Zhucun CloudEvent, has an unknown type or data that fails its contract, or whose
+  ``apply`` raises, is published to ``<topic>.dlq`` (with the reason in headers) *before*
+  the transaction commits; the rest of the batch is applied. When ``apply`` fails for a
+  batch, each delivery is retried alone in its own savepoint to find the poison ones. A
+  dead-lettered event's id is not remembered, so re-publishing it once the cause is fixed
+  applies it. Without a :class:`~zhucun.shared.kafka.DeadLetterPublisher` a poison record
+  stops the runner with :class:`PoisonRecord` instead.
+* **Infrastructure failures are retried, never skipped.** A lost database connection, a
+  deadlock, a Kafka error while dead-lettering: the transaction rolls back, every partition
+  of the batch is sought back to its stored offset and the batch is retried after a back-off
+  (1 s doubling to 10 s).
+
+Within a partition records are applied in offset order; Zhucun keys events by cadre id, so
+one cadre's events reach ``apply`` in the order they were stored.
+
+Offsets are expected to be dense: the topics are written by idempotent, non-transactional
+producers (the relay) and never compacted. A partition whose first fetched record lies
+beyond its stored offset (a "gap": records lost to retention, say) is not applied; the
+runner logs an error, seeks back and keeps retrying, and :meth:`ProjectionRunner.stuck`
+reports it, because skipping would silently lose events.
+
+Metrics (``prometheus_client``): ``zhucun_projection_events_total{projection,outcome}``
+(``applied``, ``duplicate``, ``dead_lettered``), ``zhucun_projection_lag_events{projection,
+topic,partition}`` for the partitions this process holds, and
+``zhucun_projection_last_progress_timestamp{projection}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, Protocol, cast
+from weakref import WeakKeyDictionary
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from zhucun.shared.envelope import CloudEventError, RecordedEvent, from_kafka
+from zhucun.shared.events import DomainEvent, EventContractError, EventRegistry, UnknownEventType
+from zhucun.shared.kafka import DeadLetterPublisher, client_options
+from zhucun.shared.settings import KafkaSettings
+from zhucun.shared.store import advisory_lock_key
+
+log = structlog.get_logger(__name__)
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Back-off after a failed batch: doubles from the first value up to the second.
+BACKOFF_SECONDS = (1.0, 10.0)
+#: How long a best-effort Kafka offset commit may take before it is abandoned.
+KAFKA_COMMIT_TIMEOUT_SECONDS = 5.0
+#: The longest ``x-dlq-reason`` header written.
+_MAX_REASON = 500
+
+
+# --- the contract between the runtime and a projection ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One consumed record, parsed and decoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    #: The envelope: event id, stream and version, times, actor, correlation, type, data...
+    event: RecordedEvent
+    #: The CloudEvents ``source`` (the producing service).
+    source: str
+    #: ``event.data`` decoded (and upcast) with the projection's registry.
+    payload: DomainEvent
+
+
+class Projection(Protocol):
+    """A read model fed from Kafka topics."""
+
+    #: Identifies the projection: its key in the runtime tables and its default group id.
+    name: str
+    topics: Sequence[str]
+    #: Decodes every event type on ``topics``; a type it does not know is dead-lettered.
+    registry: EventRegistry
+
+    async def migrate(self, conn: asyncpg.Connection) -> None:
+        """Create the read-model tables (idempotent; runs inside a transaction)."""
+        ...
+
+    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        """Apply new deliveries (duplicates removed) in consumption order, in bulk.
+
+        Runs inside the batch's transaction (in a savepoint); raising makes the runtime
+        retry each delivery alone to find the poison ones. Must give the same result for
+        any split of the same deliveries into consecutive batches.
+        """
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionCounts:
+    """Records processed, across restarts and workers: ``consumed == applied + duplicates
+    + dead_lettered``. Records re-read after a rebalance or a retry are not counted again."""
+
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+class ProjectionError(Exception):
+    """Base of the runtime's errors."""
+
+
+class PoisonRecord(ProjectionError):
+    """A record cannot be applied and there is no dead-letter publisher to park it with.
+
+    The runner stops rather than skip it; nothing at or after it in its partition has been
+    applied. The message names the record and the kind of failure, never its data.
+    """
+
+    def __init__(self, topic: str, partition: int, offset: int, kind: str, error: Exception):
+        super().__init__(
+            f"poison record {topic}/{partition}@{offset}: {kind} ({type(error).__name__}); "
+            "no dead-letter publisher is configured, so the projection stops here"
+        )
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.kind = kind
+
+
+class DeadLetterError(ProjectionError):
+    """Publishing a dead letter failed; the batch is rolled back and retried."""
+
+
+#: Failures of the database, the network or Kafka: retried, never treated as poison.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.OperatorInterventionError,  # query canceled, admin shutdown, cannot connect now
+    asyncpg.PostgresSystemError,
+    asyncpg.ReadOnlySQLTransactionError,  # connected to a standby after a failover
+    # A missing table or column, a permission: the code or the schema is wrong, not one
+    # event. Dead-lettering would drain the whole topic into the DLQ; waiting is right.
+    asyncpg.SyntaxOrAccessError,
+    asyncpg.InvalidSchemaNameError,
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    KafkaError,
+    DeadLetterError,
+)
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Metrics:
+    events: Counter
+    lag: Gauge
+    progress: Gauge
+
+
+#: One set of metric families per registry, shared by every runner using it.
+_METRICS: WeakKeyDictionary[CollectorRegistry, _Metrics] = WeakKeyDictionary()
+
+
+def _metrics(registry: CollectorRegistry) -> _Metrics:
+    found = _METRICS.get(registry)
+    if found is None:
+        found = _Metrics(
+            events=Counter(
+                "zhucun_projection_events",
+                "Records processed by a projection, by outcome",
+                ["projection", "outcome"],
+                registry=registry,
+            ),
+            lag=Gauge(
+                "zhucun_projection_lag_events",
+                "Records on a partition not yet applied (partitions held by this process)",
+                ["projection", "topic", "partition"],
+                registry=registry,
+            ),
+            progress=Gauge(
+                "zhucun_projection_last_progress_timestamp",
+                "Unix time of the projection's last committed batch",
+                ["projection"],
+                registry=registry,
+            ),
+        )
+        _METRICS[registry] = found
+    return found
+
+
+# --- the runner ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    """A record that goes to the dead-letter topic."""
+
+    record: Any  # aiokafka ConsumerRecord
+    kind: str
+    reason: str
+    error: Exception
+
+
+class _Backoff:
+    def __init__(self) -> None:
+        self.seconds = BACKOFF_SECONDS[0]
+
+    def reset(self) -> None:
+        self.seconds = BACKOFF_SECONDS[0]
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), self.seconds)
+        self.seconds = min(self.seconds * 2, BACKOFF_SECONDS[1])
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Positions newly assigned partitions from PostgreSQL; forgets revoked ones."""
+
+    def __init__(self, runner: ProjectionRunner, consumer: Any) -> None:
+        self._runner = runner
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        self._runner._forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        await self._runner._on_assigned(self._consumer, assigned)
+
+
+def _key(tp: Any) -> tuple[str, int]:
+    return (tp.topic, tp.partition)
+
+
+def _pg(conn: Any) -> asyncpg.Connection:
+    """A pooled connection as the projection sees it (the proxy behaves as a connection)."""
+    return cast(asyncpg.Connection, conn)
+
+
+class ProjectionRunner:
+    """Consumes a projection's topics and applies them to its read model, exactly once."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        projection: Projection,
+        kafka: KafkaSettings,
+        *,
+        schema: str = "public",
+        group_id: str | None = None,
+        batch_size: int = 500,
+        dead_letters: DeadLetterPublisher | None = None,
+        metrics: CollectorRegistry | None = None,
+        idle_timeout_ms: int = 500,
+    ) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(f"invalid schema name {schema!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if isinstance(projection.topics, str) or not projection.topics:
+            raise ValueError(f"projection {projection.name!r}: topics must be a list of names")
+        self.pool = pool
+        self.projection = projection
+        self.kafka = kafka
+        self.schema = schema
+        self.name = projection.name
+        self.group_id = group_id or projection.name
+        self.batch_size = batch_size
+        self.dead_letters = dead_letters
+        self.idle_timeout_ms = idle_timeout_ms
+        #: Totals as of the last batch this runner committed (or read at start).
+        self.counts = ProjectionCounts()
+
+        s = f'"{schema}"'
+        self._offsets = f"{s}.projection_offsets"
+        self._events = f"{s}.projection_events"
+        self._counts = f"{s}.projection_counts"
+        self._log = log.bind(projection=self.name)
+
+        family = _metrics(metrics if metrics is not None else CollectorRegistry())
+        self._lag_gauge = family.lag
+        self._progress_gauge = family.progress.labels(self.name)
+        self._outcomes = {
+            outcome: family.events.labels(self.name, outcome)
+            for outcome in ("applied", "duplicate", "dead_lettered")
+        }
+
+        self._running = False
+        self._consumer: Any = None
+        #: Next offset to read per held partition, as last read or written in PostgreSQL.
+        self._stored: dict[Any, int] = {}
+        #: Last computed lag per held partition.
+        self._lag_now: dict[Any, int] = {}
+        #: Held partitions whose position is not established from PostgreSQL yet (paused).
+        self._unpositioned: set[Any] = set()
+        self._positioning = asyncio.Lock()
+        self._progress_at = time.monotonic()
+        self._failing_since: float | None = None
+
+    # --- schema and state ------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Create the runtime tables and the projection's own (idempotent, concurrency-safe)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock($1)", advisory_lock_key(self.schema, "ddl")
+            )
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            await conn.execute(
+                f"""
+                CREATE TABLE IF NOT EXISTS {self._offsets} (
+                    projection text NOT NULL,
+                    topic text NOT NULL,
+                    partition int NOT NULL,
+                    next_offset bigint NOT NULL CHECK (next_offset >= 0),
+                    PRIMARY KEY (projection, topic, partition)
+                );
+                CREATE TABLE IF NOT EXISTS {self._events} (
+                    projection text NOT NULL,
+                    event_id uuid NOT NULL,
+                    PRIMARY KEY (projection, event_id)
+                );
+                CREATE TABLE IF NOT EXISTS {self._counts} (
+                    projection text PRIMARY KEY,
+                    consumed bigint NOT NULL DEFAULT 0,
+                    applied bigint NOT NULL DEFAULT 0,
+                    duplicates bigint NOT NULL DEFAULT 0,
+                    dead_lettered bigint NOT NULL DEFAULT 0
+                );
+                """
+            )
+            await self.projection.migrate(_pg(conn))
+        await self._load_counts()
+
+    async def stored_offsets(self) -> dict[tuple[str, int], int]:
+        """The next offset to read per ``(topic, partition)``, as committed in PostgreSQL."""
+        rows = await self.pool.fetch(
+            f"SELECT topic, partition, next_offset FROM {self._offsets} WHERE projection = $1",
+            self.name,
+        )
+        return {(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records not applied yet per partition of every topic: end offset minus stored
+        offset (minus the log's beginning where nothing is stored)."""
+        stored = await self.stored_offsets()
+        consumer = self._consumer
+        if consumer is not None:
+            return await self._lag_from(consumer, stored)
+        probe = AIOKafkaConsumer(
+            *self.projection.topics, **self._client_options("lag"), enable_auto_commit=False
+        )
+        await probe.start()
+        try:
+            return await self._lag_from(probe, stored)
+        finally:
+            await probe.stop()
+
+    async def _lag_from(
+        self, consumer: Any, stored: Mapping[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]:
+        tps = [
+            TopicPartition(topic, partition)
+            for topic in self.projection.topics
+            for partition in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        end = await consumer.end_offsets(tps)
+        unknown = [tp for tp in tps if _key(tp) not in stored]
+        beginning = await consumer.beginning_offsets(unknown) if unknown else {}
+        return {
+            _key(tp): max(0, end[tp] - stored.get(_key(tp), beginning.get(tp, 0))) for tp in tps
+        }
+
+    def stuck(self, seconds: float) -> bool:
+        """True when events are waiting (or the runner is failing) and no batch has been
+        committed for ``seconds``: for a readiness check."""
+        behind = (
+            any(lag > 0 for lag in self._lag_now.values())
+            or bool(self._unpositioned)
+            or self._failing_since is not None
+        )
+        return behind and time.monotonic() - self._progress_at > seconds
+
+    async def _load_counts(self) -> None:
+        row = await self.pool.fetchrow(
+            f"SELECT consumed, applied, duplicates, dead_lettered FROM {self._counts} "
+            "WHERE projection = $1",
+            self.name,
+        )
+        self.counts = ProjectionCounts(**dict(row)) if row else ProjectionCounts()
+
+    # --- the consume loop ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then commit to Kafka and leave the group cleanly.
+
+        Raises :class:`PoisonRecord` (without a dead-letter publisher) and errors that
+        prevent consuming at all (Kafka unreachable at start); a supervisor restarts it.
+        """
+        if self._running:
+            raise RuntimeError(f"projection {self.name} is already running in this runner")
+        self._running = True
+        try:
+            await self._run(stop)
+        finally:
+            self._running = False
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        await self._load_counts()
+        consumer = AIOKafkaConsumer(
+            **self._client_options("projection"),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            # Only used when a stored offset is out of range: the gap check then holds the
+            # partition back rather than skip anything.
+            auto_offset_reset="earliest",
+            max_poll_records=self.batch_size,
+        )
+        consumer.subscribe(list(self.projection.topics), listener=_Rebalance(self, consumer))
+        self._log.info("projection.starting", group_id=self.group_id)
+        try:
+            await consumer.start()
+            self._consumer = consumer
+            await self._consume(consumer, stop)
+        except BaseException:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+            raise
+        finally:
+            self._consumer = None
+            await self._leave(consumer)
+        self._log.info("projection.stopped", **_counts_log(self.counts))
+
+    async def _consume(self, consumer: Any, stop: asyncio.Event) -> None:
+        backoff = _Backoff()
+        while not stop.is_set():
+            if self._unpositioned:
+                try:
+                    await self._position(consumer, set(self._unpositioned))
+                except INFRASTRUCTURE_ERRORS as error:
+                    self._failing(error, "projection.positioning_failed", backoff)
+                    await backoff.wait(stop)
+                    continue
+            try:
+                batch = await consumer.getmany(
+                    timeout_ms=self.idle_timeout_ms, max_records=self.batch_size
+                )
+            except KafkaError as error:
+                self._failing(error, "projection.fetch_failed", backoff)
+                await backoff.wait(stop)
+                continue
+            if batch:
+                stored: dict[Any, int] = {}
+                try:
+                    held_back = await self._process(consumer, batch, stored)
+                except INFRASTRUCTURE_ERRORS as error:
+                    self._failing(error, "projection.batch_failed", backoff)
+                    self._rewind(consumer, batch, stored)
+                    await backoff.wait(stop)
+                    continue
+                except PoisonRecord as error:
+                    self._rewind(consumer, batch, stored)
+                    self._log.error(
+                        "projection.poison_record",
+                        topic=error.topic,
+                        partition=error.partition,
+                        offset=error.offset,
+                        kind=error.kind,
+                    )
+                    raise
+                except Exception:
+                    self._rewind(consumer, batch, stored)
+                    raise
+                if held_back:
+                    await backoff.wait(stop)
+                else:
+                    backoff.reset()
+                    self._failing_since = None
+            self._update_lag(consumer)
+
+    def _failing(self, error: BaseException, event: str, backoff: _Backoff) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+        # The error's class and text name the failing component; they carry no event data.
+        self._log.warning(
+            event, error=type(error).__name__, detail=str(error)[:200], retry_in=backoff.seconds
+        )
+
+    def _rewind(self, consumer: Any, batch: Mapping[Any, Sequence[Any]], stored: Any) -> None:
+        """After a failed batch: every partition of it back to its stored offset (its first
+        record's offset where the stored one was not read), so nothing is skipped."""
+        assigned = consumer.assignment()
+        for tp, records in batch.items():
+            if records and tp in assigned and tp not in self._unpositioned:
+                consumer.seek(tp, stored.get(tp, records[0].offset))
+
+    async def _leave(self, consumer: Any) -> None:
+        with contextlib.suppress(Exception):
+            assigned = consumer.assignment()
+            await self._commit_kafka(
+                consumer, {tp: self._stored[tp] for tp in assigned if tp in self._stored}
+            )
+        self._forget(set(self._stored) | set(self._lag_now) | self._unpositioned)
+        try:
+            await consumer.stop()  # leaves the group: the partitions move at once
+        except Exception as error:
+            self._log.warning("projection.leave_failed", error=type(error).__name__)
+
+    # --- one batch -------------------------------------------------------------------------
+
+    async def _process(
+        self, consumer: Any, batch: Mapping[Any, Sequence[Any]], stored: dict[Any, int]
+    ) -> bool:
+        """Apply one batch in one transaction. Fills ``stored`` with the offsets read under
+        lock (for a rewind). Returns True when a partition had to be held back."""
+        tps = sorted(
+            (tp for tp, records in batch.items() if records and tp not in self._unpositioned),
+            key=_key,
+        )
+        if not tps:
+            return False
+        missing: list[Any] = []
+        gaps: list[Any] = []
+        outcome: ProjectionCounts | None = None
+        totals: asyncpg.Record | None = None
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"""
+                SELECT topic, partition, next_offset FROM {self._offsets}
+                WHERE projection = $1
+                  AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+                ORDER BY topic, partition
+                FOR UPDATE
+                """,
+                self.name,
+                [tp.topic for tp in tps],
+                [tp.partition for tp in tps],
+            )
+            stored.update(
+                {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+            )
+            todo: list[Any] = []
+            next_offsets: dict[Any, int] = {}
+            for tp in (tp for tp in batch if tp in tps):  # consumption order
+                if tp not in stored:
+                    missing.append(tp)  # the row vanished: position the partition again
+                    continue
+                records = [r for r in batch[tp] if r.offset >= stored[tp]]
+                if not records:
+                    continue  # all applied already (re-read after a rebalance or a retry)
+                if records[0].offset > stored[tp]:
+                    gaps.append(tp)
+                    continue
+                todo.extend(records)
+                next_offsets[tp] = records[-1].offset + 1
+            if todo:
+                outcome = await self._apply_records(conn, todo)
+                await conn.execute(
+                    f"""
+                    INSERT INTO {self._offsets} (projection, topic, partition, next_offset)
+                    SELECT $1, t.topic, t.partition, t.next_offset
+                    FROM unnest($2::text[], $3::int[], $4::bigint[])
+                        AS t(topic, partition, next_offset)
+                    ON CONFLICT (projection, topic, partition) DO UPDATE
+                    SET next_offset = EXCLUDED.next_offset
+                    WHERE {self._offsets}.next_offset < EXCLUDED.next_offset
+                    """,
+                    self.name,
+                    [tp.topic for tp in next_offsets],
+                    [tp.partition for tp in next_offsets],
+                    list(next_offsets.values()),
+                )
+                # Last, so the one row every worker updates is locked only until COMMIT.
+                totals = await conn.fetchrow(
+                    f"""
+                    INSERT INTO {self._counts} AS c
+                        (projection, consumed, applied, duplicates, dead_lettered)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (projection) DO UPDATE SET
+                        consumed = c.consumed + EXCLUDED.consumed,
+                        applied = c.applied + EXCLUDED.applied,
+                        duplicates = c.duplicates + EXCLUDED.duplicates,
+                        dead_lettered = c.dead_lettered + EXCLUDED.dead_lettered
+                    RETURNING consumed, applied, duplicates, dead_lettered
+                    """,
+                    self.name,
+                    outcome.consumed,
+                    outcome.applied,
+                    outcome.duplicates,
+                    outcome.dead_lettered,
+                )
+
+        # Committed.
+        assigned = consumer.assignment()
+        self._stored.update({tp: o for tp, o in (stored | next_offsets).items() if tp in assigned})
+        if outcome is not None and totals is not None:
+            self.counts = ProjectionCounts(**dict(totals))
+            self._outcomes["applied"].inc(outcome.applied)
+            self._outcomes["duplicate"].inc(outcome.duplicates)
+            self._outcomes["dead_lettered"].inc(outcome.dead_lettered)
+            self._progress_at = time.monotonic()
+            self._progress_gauge.set_to_current_time()
+            self._log.debug("projection.batch", **_counts_log(outcome))
+            await self._commit_kafka(consumer, next_offsets)
+        for tp in gaps:
+            self._log.error(
+                "projection.offset_gap",
+                topic=tp.topic,
+                partition=tp.partition,
+                stored_offset=stored[tp],
+                first_offset=min(r.offset for r in batch[tp] if r.offset >= stored[tp]),
+            )
+            if tp in assigned:
+                consumer.seek(tp, stored[tp])
+        for tp in missing:
+            self._log.warning(
+                "projection.offset_row_missing", topic=tp.topic, partition=tp.partition
+            )
+            if tp in assigned:
+                consumer.pause(tp)
+                self._unpositioned.add(tp)
+        return bool(gaps or missing)
+
+    async def _apply_records(self, conn: Any, records: Sequence[Any]) -> ProjectionCounts:
+        """Decode, dedupe, apply and dead-letter; returns this batch's counts."""
+        deliveries: list[Delivery] = []
+        rejected: list[_Rejected] = []
+        for record in records:
+            try:
+                deliveries.append(self._decode(record))
+            except Exception as error:
+                rejected.append(self._reject(record, error))
+        if rejected and self.dead_letters is None:
+            self._poison(rejected[0])
+
+        fresh = {
+            row["event_id"]
+            for row in await conn.fetch(
+                f"""
+                INSERT INTO {self._events} (projection, event_id)
+                SELECT $1, unnest($2::uuid[])
+                ON CONFLICT DO NOTHING
+                RETURNING event_id
+                """,
+                self.name,
+                list(dict.fromkeys(d.event.event_id for d in deliveries)),
+            )
+        }
+        new: list[Delivery] = []
+        for delivery in deliveries:
+            if delivery.event.event_id in fresh:
+                fresh.discard(delivery.event.event_id)  # a second copy in this batch is a dup
+                new.append(delivery)
+        duplicates = len(deliveries) - len(new)
+
+        poisoned = await self._apply(conn, new)
+        if poisoned:
+            # Forget them, so re-publishing a dead letter after a fix applies it.
+            await conn.execute(
+                f"DELETE FROM {self._events} WHERE projection = $1 AND event_id = ANY($2::uuid[])",
+                self.name,
+                [delivery.event.event_id for delivery, _ in poisoned],
+            )
+            failures = {(d.topic, d.partition, d.offset): e for d, e in poisoned}
+            for record in records:
+                failure = failures.get((record.topic, record.partition, record.offset))
+                if failure is not None:
+                    reason = f"projection {self.name} could not apply the event: "
+                    rejected.append(
+                        _Rejected(record, "apply-failed", reason + type(failure).__name__, failure)
+                    )
+        order = {id(record): index for index, record in enumerate(records)}
+        rejected.sort(key=lambda item: order[id(item.record)])
+        if rejected and self.dead_letters is None:
+            self._poison(rejected[0])
+        for item in rejected:
+            await self._dead_letter(item)  # before COMMIT: a crash now re-sends, never loses
+        return ProjectionCounts(
+            consumed=len(records),
+            applied=len(new) - len(poisoned),
+            duplicates=duplicates,
+            dead_lettered=len(rejected),
+        )
+
+    @staticmethod
+    def _poison(item: _Rejected) -> NoReturn:
+        record = item.record
+        raise PoisonRecord(
+            record.topic, record.partition, record.offset, item.kind, item.error
+        ) from item.error
+
+    def _decode(self, record: Any) -> Delivery:
+        value = record.value if record.value is not None else b""
+        event, source = from_kafka(record.headers, value)
+        payload = event.decode(self.projection.registry)
+        return Delivery(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            event=event,
+            source=source,
+            payload=payload,
+        )
+
+    def _reject(self, record: Any, error: Exception) -> _Rejected:
+        if isinstance(error, CloudEventError):
+            kind, reason = "invalid-cloudevent", f"not a Zhucun CloudEvent: {error}"
+        elif isinstance(error, UnknownEventType):
+            kind, reason = "unknown-event-type", f"unknown event type {error.event_type!r}"
+        elif isinstance(error, EventContractError):
+            kind, reason = "contract-violation", f"event does not match its contract: {error}"
+        else:
+            kind, reason = "undecodable", f"event cannot be decoded: {type(error).__name__}"
+        return _Rejected(record, kind, reason[:_MAX_REASON], error)
+
+    async def _apply(
+        self, conn: Any, deliveries: Sequence[Delivery]
+    ) -> list[tuple[Delivery, Exception]]:
+        """Apply in bulk; when that fails, one by one to find the poison deliveries."""
+        if not deliveries:
+            return []
+        try:
+            async with conn.transaction():  # a savepoint
+                await self.projection.apply(_pg(conn), deliveries)
+            return []
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as error:
+            self._log.warning(
+                "projection.apply_failed_isolating",
+                error=type(error).__name__,
+                deliveries=len(deliveries),
+            )
+        poisoned: list[tuple[Delivery, Exception]] = []
+        for delivery in deliveries:
+            try:
+                async with conn.transaction():
+                    await self.projection.apply(_pg(conn), [delivery])
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as error:
+                poisoned.append((delivery, error))
+        return poisoned
+
+    async def _dead_letter(self, item: _Rejected) -> None:
+        assert self.dead_letters is not None
+        record = item.record
+        try:
+            await self.dead_letters.send(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                key=record.key,
+                value=record.value,
+                headers=[(name, raw if raw is not None else b"") for name, raw in record.headers],
+                reason=item.reason,
+                error=item.error,
+            )
+        except Exception as error:
+            raise DeadLetterError(
+                f"could not dead-letter {record.topic}/{record.partition}@{record.offset}"
+            ) from error
+        self._log.warning(
+            "projection.dead_lettered",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            kind=item.kind,
+            error=type(item.error).__name__,
+        )
+
+    async def _commit_kafka(self, consumer: Any, offsets: Mapping[Any, int]) -> None:
+        """Best effort: PostgreSQL holds the truth; this only keeps group tools informed."""
+        assigned = consumer.assignment()
+        owned = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+        if not owned:
+            return
+        try:
+            await asyncio.wait_for(consumer.commit(owned), KAFKA_COMMIT_TIMEOUT_SECONDS)
+        except (KafkaError, TimeoutError) as error:
+            self._log.debug("projection.kafka_commit_skipped", error=type(error).__name__)
+
+    # --- partition positions ---------------------------------------------------------------
+
+    async def _on_assigned(self, consumer: Any, assigned: set[Any]) -> None:
+        if not assigned:
+            return
+        # Nothing is fetched for them until they are positioned from PostgreSQL.
+        consumer.pause(*assigned)
+        self._unpositioned |= assigned
+        try:
+            await self._position(consumer, assigned)
+        except Exception as error:
+            self._log.warning(
+                "projection.positioning_deferred",
+                error=type(error).__name__,
+                partitions=sorted(_key(tp) for tp in assigned),
+            )
+        else:
+            self._log.info(
+                "projection.assigned",
+                partitions={f"{tp.topic}/{tp.partition}": self._stored.get(tp) for tp in assigned},
+            )
+
+    async def _position(self, consumer: Any, tps: Iterable[Any]) -> None:
+        """Seek each partition to its stored offset; where none is stored, store the log's
+        beginning as its starting point and seek there."""
+        async with self._positioning:
+            wanted = sorted((tp for tp in tps if tp in consumer.assignment()), key=_key)
+            self._unpositioned.difference_update(set(tps) - set(wanted))
+            if not wanted:
+                return
+            stored = await self._read_offsets(wanted)
+            unknown = [tp for tp in wanted if tp not in stored]
+            if unknown:
+                beginning = await consumer.beginning_offsets(unknown)
+                await self.pool.execute(
+                    f"""
+                    INSERT INTO {self._offsets} (projection, topic, partition, next_offset)
+                    SELECT $1, t.topic, t.partition, t.next_offset
+                    FROM unnest($2::text[], $3::int[], $4::bigint[])
+                        AS t(topic, partition, next_offset)
+                    ON CONFLICT (projection, topic, partition) DO NOTHING
+                    """,
+                    self.name,
+                    [tp.topic for tp in unknown],
+                    [tp.partition for tp in unknown],
+                    [beginning[tp] for tp in unknown],
+                )
+                stored.update(await self._read_offsets(unknown))
+            assigned = consumer.assignment()
+            positioned = [tp for tp in wanted if tp in assigned]
+            for tp in positioned:
+                consumer.seek(tp, stored[tp])
+                self._stored[tp] = stored[tp]
+            consumer.resume(*positioned)
+            self._unpositioned.difference_update(wanted)
+
+    async def _read_offsets(self, tps: Sequence[Any]) -> dict[Any, int]:
+        rows = await self.pool.fetch(
+            f"""
+            SELECT topic, partition, next_offset FROM {self._offsets}
+            WHERE projection = $1
+              AND (topic, partition) IN (SELECT * FROM unnest($2::text[], $3::int[]))
+            """,
+            self.name,
+            [tp.topic for tp in tps],
+            [tp.partition for tp in tps],
+        )
+        return {TopicPartition(r["topic"], r["partition"]): r["next_offset"] for r in rows}
+
+    def _forget(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            self._unpositioned.discard(tp)
+            self._stored.pop(tp, None)
+            self._lag_now.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self._lag_gauge.remove(self.name, tp.topic, str(tp.partition))
+
+    def _update_lag(self, consumer: Any) -> None:
+        for tp in consumer.assignment():
+            highwater, stored = consumer.highwater(tp), self._stored.get(tp)
+            if highwater is None or stored is None:
+                continue
+            lag = max(0, highwater - stored)
+            self._lag_now[tp] = lag
+            self._lag_gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+        if not self._unpositioned and not any(self._lag_now.values()):
+            self._progress_at = time.monotonic()  # caught up: idle is not stuck
+            self._failing_since = None
+
+    def _client_options(self, role: str) -> dict[str, Any]:
+        options = client_options(self.kafka)
+        options["client_id"] = f"{self.kafka.client_id}-{role}-{self.name}"
+        return options
+
+
+def _counts_log(counts: ProjectionCounts) -> dict[str, int]:
+    return {
+        "consumed": counts.consumed,
+        "applied": counts.applied,
+        "duplicates": counts.duplicates,
+        "dead_lettered": counts.dead_lettered,
+    }
