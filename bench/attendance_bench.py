@@ -13,8 +13,9 @@ own process (uvicorn, one worker), and publishes a county's villages and assignm
    when every check-in is stored *and* the relay has published it to
    ``attendance.events.v1`` (the relay's lag is back to 0).
 2. **Single check-ins** — an open-loop load of ``--rate`` requests per second for
-   ``--seconds``, each one check-in of a random cadre with a location: latency percentiles
-   of the whole HTTP round trip, and the rate actually achieved.
+   ``--seconds``, each one check-in of a random cadre among ``--single-cadres`` with a
+   location: latency percentiles of the whole HTTP round trip, the rate actually achieved,
+   and the service's own histogram (``/metrics``) for comparison.
 
 Everything runs on this machine (the service, PostgreSQL, Kafka and the load generator
 share its cores). Prints the figures and writes them as JSON.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -39,8 +41,8 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import aiohttp
 import asyncpg
-import httpx
 from aiokafka import AIOKafkaProducer
 
 from zhucun.dispatch.events import (
@@ -155,13 +157,13 @@ def check_in(n: int, moment: datetime) -> dict[str, Any]:
     }
 
 
-async def wait_replicated(client: httpx.AsyncClient, cadres: int) -> None:
+async def wait_replicated(client: aiohttp.ClientSession, cadres: int) -> None:
     headers = {"Authorization": f"Bearer {cadre_token(cadres - 1)}"}
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        response = await client.get(f"/cadres/c{cadres - 1}/leave", headers=headers)
-        if response.status_code == 200:
-            return
+        async with client.get(f"/cadres/c{cadres - 1}/leave", headers=headers) as response:
+            if response.status == 200:
+                return
         await asyncio.sleep(0.5)
     raise SystemExit("the replica never learnt the assignments")
 
@@ -173,7 +175,7 @@ async def relay_lag(pool: asyncpg.Pool) -> int:
 
 
 async def batch_ingest(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, cadres: int, batch: int
+    client: aiohttp.ClientSession, pool: asyncpg.Pool, cadres: int, batch: int
 ) -> dict[str, Any]:
     """Each cadre uploads ``batch`` check-ins spread over 100 days (five a day) at once."""
     uploads = []
@@ -186,14 +188,16 @@ async def batch_ingest(
 
     async def upload(c: int, items: list[dict[str, Any]]) -> None:
         nonlocal recorded
-        async with semaphore:
-            response = await client.post(
+        async with (
+            semaphore,
+            client.post(
                 f"/cadres/c{c}/check-ins/batch",
                 json={"items": items},
                 headers={"Authorization": f"Bearer {cadre_token(c)}"},
-            )
+            ) as response,
+        ):
             response.raise_for_status()
-            recorded += response.json()["recorded"]
+            recorded += (await response.json())["recorded"]
 
     began = time.perf_counter()
     await asyncio.gather(*(upload(c, items) for c, items in uploads))
@@ -221,8 +225,26 @@ async def batch_ingest(
     return figure
 
 
+CHECK_IN_ROUTE = 'method="POST",route="/cadres/{cadre_id}/check-ins",status="201"'
+
+
+async def server_buckets(client: aiohttp.ClientSession) -> dict[str, float]:
+    """The service's own latency histogram of single check-ins (``/metrics``): cumulative
+    counts per upper bound, so the server's share of the latency can be told apart from the
+    load generator's."""
+    async with client.get("/metrics") as response:
+        text = await response.text()
+    buckets: dict[str, float] = {}
+    prefix = "http_request_duration_seconds_bucket{"
+    for line in text.splitlines():
+        if line.startswith(prefix) and CHECK_IN_ROUTE in line:
+            bound = line.split('le="')[1].split('"')[0]
+            buckets[bound] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
 async def single_latency(
-    client: httpx.AsyncClient, cadres: int, rate: float, seconds: float
+    client: aiohttp.ClientSession, cadres: int, rate: float, seconds: float
 ) -> dict[str, Any]:
     """Open loop: a request every 1/rate s whatever the answers' latency."""
     latencies: list[float] = []
@@ -232,21 +254,29 @@ async def single_latency(
 
     async def one(n: int) -> None:
         c = random.randrange(cadres)
-        moment = day0 + timedelta(minutes=n)
+        # The run's check-ins spread over September.
+        moment = day0 + timedelta(seconds=n * 29 * 86_400 / (rate * seconds))
         began = time.perf_counter()
         try:
-            response = await client.post(
+            async with client.post(
                 f"/cadres/c{c}/check-ins",
                 json=check_in(n, moment),
                 headers={"Authorization": f"Bearer {tokens[c]}"},
-            )
-            status = response.status_code
-        except httpx.TransportError:
+            ) as response:
+                await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
             status = -1  # no answer in time: counted as an error, and its latency kept
         latencies.append(time.perf_counter() - began)
         if status != 201:
             errors.append(status)
 
+    before = await server_buckets(client)
+    # The load generator's own garbage collections would pause its event loop and show up
+    # as request latency: keep them out of the measured window.
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     tasks = []
     began = time.perf_counter()
     total = int(rate * seconds)
@@ -257,7 +287,15 @@ async def single_latency(
         tasks.append(asyncio.create_task(one(n)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - began
+    gc.enable()
     latencies.sort()
+    after = await server_buckets(client)
+    served = after.get("+Inf", 0) - before.get("+Inf", 0)
+    server_within = {
+        f"le_{bound}s": round((after[bound] - before.get(bound, 0)) / served, 4)
+        for bound in ("0.025", "0.05", "0.1")
+        if bound in after and served
+    }
 
     def pct(p: float) -> float:
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 2)
@@ -268,21 +306,24 @@ async def single_latency(
         "requests": total,
         "achieved_rate": round(total / elapsed, 1),
         "errors": len(errors),
+        "error_statuses": {str(k): errors.count(k) for k in sorted(set(errors))},
         "p50_ms": pct(0.50),
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
         "max_ms": round(1000 * latencies[-1], 2),
+        "server_side_share_within": server_within,
     }
     print(
         f"single check-ins at {rate}/s for {seconds} s: achieved {figure['achieved_rate']}/s, "
         f"p50 {figure['p50_ms']} ms, p95 {figure['p95_ms']} ms, p99 {figure['p99_ms']} ms, "
-        f"max {figure['max_ms']} ms, errors {len(errors)}"
+        f"max {figure['max_ms']} ms, errors {len(errors)}; measured in the service: "
+        f"{server_within}"
     )
     return figure
 
 
 async def bench(args: argparse.Namespace, dsn: str, bootstrap: str) -> list[dict[str, Any]]:
-    await publish_dispatch(bootstrap, args.cadres)
+    await publish_dispatch(bootstrap, max(args.cadres, args.single_cadres))
     port = free_port()
     env = {
         **os.environ,
@@ -299,24 +340,29 @@ async def bench(args: argparse.Namespace, dsn: str, bootstrap: str) -> list[dict
     )
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     try:
-        async with httpx.AsyncClient(
+        # aiohttp rather than httpx: on a 2-core machine the load generator's own CPU cost
+        # competes with the service it measures, and aiohttp's is several times lower.
+        async with aiohttp.ClientSession(
             base_url=f"http://127.0.0.1:{port}",
-            timeout=60,
-            limits=httpx.Limits(max_connections=400, max_keepalive_connections=400),
+            timeout=aiohttp.ClientTimeout(total=60),
+            connector=aiohttp.TCPConnector(limit=400),
         ) as client:
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    if (await client.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
+                    async with client.get("/health/ready") as ready:
+                        if ready.status == 200:
+                            break
+                except aiohttp.ClientError:
                     pass
                 if time.monotonic() > deadline:
                     raise SystemExit("the attendance service did not become ready")
                 await asyncio.sleep(0.5)
-            await wait_replicated(client, args.cadres)
+            await wait_replicated(client, max(args.cadres, args.single_cadres))
             figures = [await batch_ingest(client, pool, args.cadres, args.batch)]
-            figures.append(await single_latency(client, args.cadres, args.rate, args.seconds))
+            figures.append(
+                await single_latency(client, args.single_cadres, args.rate, args.seconds)
+            )
             return figures
     finally:
         await pool.close()
@@ -329,6 +375,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--cadres", type=int, default=40, help="cadres (one batch each)")
+    parser.add_argument(
+        "--single-cadres",
+        type=int,
+        default=2000,
+        help="cadres the single check-ins are spread over (a county has ~500, a province 30,000)",
+    )
     parser.add_argument("--batch", type=int, default=500, help="check-ins per upload")
     parser.add_argument("--rate", type=float, default=200.0, help="single check-ins per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the single run")

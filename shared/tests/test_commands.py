@@ -53,9 +53,9 @@ class FakeStore:
     appends: int = 0
     reads: int = 0
 
-    async def read_stream(self, stream_id: str) -> list[Stored]:
+    async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[Stored]:
         self.reads += 1
-        return list(self.streams.get(stream_id, []))
+        return list(self.streams.get(stream_id, []))[from_version - 1 :]
 
     def _put(self, stream_id: str, event: DomainEvent) -> None:
         stream = self.streams.setdefault(stream_id, [])

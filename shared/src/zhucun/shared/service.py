@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from fastapi import FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
+from zhucun.shared.commands import StateCache
 from zhucun.shared.http import create_http_app, kafka_ready, postgres_ready
 from zhucun.shared.kafka import (
     DeadLetterPublisher,
@@ -64,6 +66,9 @@ class ServiceRuntime:
     projections: dict[str, ProjectionRunner] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Folded stream states of recent commands (see ``StateCache``): a command on a stream
+    #: this process touched lately reads only what was appended since.
+    states: StateCache = field(default_factory=StateCache)
 
     def event_store(self) -> EventStore:
         if self.store is None:
@@ -133,6 +138,7 @@ def create_service_app(
                 asyncio.create_task(_supervise(projection.name, runner.run, runtime.stop))
             )
             checks[f"projection:{projection.name}"] = partial(_projection_alive, runner)
+        _tune_garbage_collector()
         log.info("service.started", service=settings.service_name, topic=topic)
         try:
             yield
@@ -153,6 +159,18 @@ def create_service_app(
     app.add_exception_handler(WrongExpectedVersion, _store_conflict)
     app.add_exception_handler(EventIdConflict, _store_conflict)
     return app
+
+
+def _tune_garbage_collector() -> None:
+    """Keep the long-lived objects of start-up out of the collector's scans.
+
+    The libraries a service imports leave ~100,000 long-lived objects; every full (generation
+    2) collection scans them all and frees nothing, pausing the event loop for tens of
+    milliseconds (measured with the attendance benchmark). ``gc.freeze`` moves the objects
+    alive once the service has started into a permanent generation the collector skips.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def _store_conflict(request: Request, exc: Exception) -> Response:

@@ -38,8 +38,10 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
+from uuid import UUID
 
 import asyncpg
+import asyncpg.pool
 
 from zhucun.shared.envelope import NewEvent, RecordedEvent
 from zhucun.shared.events import GENESIS_HASH, JsonObject
@@ -48,6 +50,8 @@ from zhucun.shared.events import GENESIS_HASH, JsonObject
 ANY_VERSION: Final = -1
 #: ``expected_version`` for "the stream must not exist yet".
 NO_STREAM: Final = 0
+#: Tries of an append whose ``ANY_VERSION`` streams keep moving under it.
+_APPEND_ATTEMPTS: Final = 20
 
 _COLUMNS = (
     "global_position, event_id, stream_id, stream_version, event_type, schema_version, key, "
@@ -138,10 +142,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Hand a released connection back as it is (asyncpg still rolls back an open
+    transaction). The default reset costs a round trip on every release; the only code that
+    changes session state, the relay's leader connection, restores it itself."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """An asyncpg pool whose connections read and write ``jsonb`` as Python objects."""
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
     return pool
@@ -209,6 +219,51 @@ class EventStore:
                 FOR EACH STATEMENT EXECUTE FUNCTION {s}.events_are_append_only()
                 """
             )
+            # The locked part of an append, in one round trip (see ``append_streams``).
+            await conn.execute(
+                f"""
+                CREATE OR REPLACE FUNCTION {s}.append_events(
+                    lock_key bigint, channel text, check_streams text[], check_versions int[],
+                    ids uuid[], streams text[], versions int[], types text[],
+                    schema_versions int[], keys text[], datas jsonb[],
+                    occurred timestamptz[], recorded timestamptz[], correlations uuid[],
+                    causations uuid[], actors text[], prev_hashes text[], hashes text[])
+                RETURNS TABLE (moved_stream text, actual_version int, first_position bigint)
+                LANGUAGE plpgsql AS $$
+                DECLARE
+                    head bigint;
+                BEGIN
+                    PERFORM pg_advisory_xact_lock(lock_key);
+                    -- Each statement below sees every append committed before the lock.
+                    RETURN QUERY
+                        SELECT c.stream_id, coalesce(last.stream_version, 0), NULL::bigint
+                        FROM unnest(check_streams, check_versions) AS c(stream_id, version)
+                        LEFT JOIN LATERAL (
+                            SELECT e.stream_version FROM {self.table} AS e
+                            WHERE e.stream_id = c.stream_id
+                            ORDER BY e.stream_version DESC LIMIT 1
+                        ) AS last ON true
+                        WHERE coalesce(last.stream_version, 0) <> c.version;
+                    IF FOUND THEN
+                        RETURN;
+                    END IF;
+                    SELECT coalesce(max(global_position), 0) INTO head FROM {self.table};
+                    INSERT INTO {self.table} ({_COLUMNS})
+                    SELECT head + t.n, t.id, t.stream, t.version, t.type, t.schema_version,
+                           t.key, t.data, t.occurred, t.recorded, t.correlation, t.causation,
+                           t.actor, t.prev_hash, t.hash
+                    FROM unnest(ids, streams, versions, types, schema_versions, keys, datas,
+                                occurred, recorded, correlations, causations, actors,
+                                prev_hashes, hashes)
+                        WITH ORDINALITY AS t(id, stream, version, type, schema_version, key,
+                                             data, occurred, recorded, correlation,
+                                             causation, actor, prev_hash, hash, n);
+                    -- Wakes relays and tailing readers at commit instead of at their poll.
+                    PERFORM pg_notify(channel, (head + cardinality(ids))::text);
+                    RETURN QUERY SELECT NULL::text, NULL::int, head + 1;
+                END $$
+                """
+            )
             # The relay's record of what it has published (the events table is the outbox).
             await conn.execute(
                 f"""
@@ -249,87 +304,139 @@ class EventStore:
         if len(set(ids)) != len(ids):
             raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
         payloads = [new.event.to_data() for _, new in new_events]
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._append_lock)
-            # One round trip for what the append must know: ids already stored (a retry),
-            # the head of each stream, the last global position.
-            known = await conn.fetch(
-                f"""
-                SELECT s.stream_id, last.stream_version, last.hash,
-                       (SELECT coalesce(max(global_position), 0) FROM {self.table})
-                           AS position,
-                       (SELECT count(*) FROM {self.table} WHERE event_id = ANY($1::uuid[]))
-                           AS stored
-                FROM unnest($2::text[]) WITH ORDINALITY AS s(stream_id, n)
-                LEFT JOIN LATERAL (
-                    SELECT stream_version, hash FROM {self.table}
-                    WHERE stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1
-                ) AS last ON true
-                ORDER BY s.n
-                """,
-                ids,
-                streams,
+        for _ in range(_APPEND_ATTEMPTS):
+            async with self.pool.acquire() as conn:
+                outcome = await self._try_append(conn, writes, new_events, payloads, ids, streams)
+            if outcome is not None:
+                return outcome
+        raise WrongExpectedVersion(streams[0], ANY_VERSION, -1)  # pragma: no cover
+
+    async def _try_append(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        writes: Sequence[StreamWrite],
+        new_events: list[tuple[StreamWrite, NewEvent]],
+        payloads: list[JsonObject],
+        ids: list[UUID],
+        streams: list[str],
+    ) -> AppendResult | None:
+        """One attempt. The expensive part (reading the heads, hashing) runs without the
+        lock; the locked part is one call of ``append_events``, which re-checks that no
+        stream moved meanwhile. ``None`` when a stream appended with ``ANY_VERSION`` moved
+        (the caller tries again on the new head)."""
+        # What the append must know, outside the lock: ids already stored (a retry) and the
+        # head of each stream.
+        known = await conn.fetch(
+            f"""
+            SELECT s.stream_id, last.stream_version, last.hash,
+                   (SELECT count(*) FROM {self.table} WHERE event_id = ANY($1::uuid[]))
+                       AS stored
+            FROM unnest($2::text[]) WITH ORDINALITY AS s(stream_id, n)
+            LEFT JOIN LATERAL (
+                SELECT stream_version, hash FROM {self.table}
+                WHERE stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1
+            ) AS last ON true
+            ORDER BY s.n
+            """,
+            ids,
+            streams,
+        )
+        if known[0]["stored"]:
+            return await self._replay(conn, new_events, payloads, ids)
+        head = {
+            row["stream_id"]: (row["stream_version"] or NO_STREAM, row["hash"] or GENESIS_HASH)
+            for row in known
+        }
+        for write in writes:
+            version = head[write.stream_id][0]
+            expected = write.expected_version
+            if expected != ANY_VERSION and version != expected:
+                raise WrongExpectedVersion(write.stream_id, expected, version)
+        # Every stream must still be at the version read when the lock is held: for guards and
+        # expected versions that is the rule; for the others, the chain was hashed on it.
+        check_versions = [head[stream][0] for stream in streams]
+        recorded_at = datetime.now(UTC)
+        recorded: list[RecordedEvent] = []
+        for (write, new), data in zip(new_events, payloads, strict=True):
+            version, prev_hash = head[write.stream_id]
+            meta = new.metadata
+            # Built from typed values the store itself produced: no validation needed.
+            event = RecordedEvent.model_construct(
+                event_id=new.event_id,
+                stream_id=write.stream_id,
+                stream_version=version + 1,
+                global_position=0,  # allocated under the lock; not part of the hash
+                event_type=new.event.event_type,
+                schema_version=new.event.schema_version,
+                key=new.event.kafka_key(),
+                data=data,
+                occurred_at=meta.occurred_at,
+                recorded_at=recorded_at,
+                correlation_id=meta.correlation_id,
+                causation_id=meta.causation_id,
+                actor=meta.actor,
+                prev_hash=prev_hash,
+                hash="",
             )
-            if known[0]["stored"]:
-                stored = await conn.fetch(
-                    f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
+            digest = event.computed_hash()
+            recorded.append(event.model_copy(update={"hash": digest}))
+            head[write.stream_id] = (version + 1, digest)
+        columns = _columns_of(recorded)[1:]  # without the global position
+        try:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    f'SELECT * FROM "{self.schema}".append_events('
+                    "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+                    " $17, $18)",
+                    self._append_lock,
+                    self.notify_channel,
+                    streams,
+                    check_versions,
+                    *columns,
                 )
-                return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
-            head = {
-                row["stream_id"]: (row["stream_version"] or NO_STREAM, row["hash"] or GENESIS_HASH)
-                for row in known
-            }
-            for write in writes:
-                version = head[write.stream_id][0]
-                expected = write.expected_version
-                if expected != ANY_VERSION and version != expected:
-                    raise WrongExpectedVersion(write.stream_id, expected, version)
-            position: int = known[0]["position"]
-            recorded_at = datetime.now(UTC)
-            recorded: list[RecordedEvent] = []
-            for (write, new), data in zip(new_events, payloads, strict=True):
-                version, prev_hash = head[write.stream_id]
-                position += 1
-                meta = new.metadata
-                # Built from typed values the store itself produced: no validation needed.
-                event = RecordedEvent.model_construct(
-                    event_id=new.event_id,
-                    stream_id=write.stream_id,
-                    stream_version=version + 1,
-                    global_position=position,
-                    event_type=new.event.event_type,
-                    schema_version=new.event.schema_version,
-                    key=new.event.kafka_key(),
-                    data=data,
-                    occurred_at=meta.occurred_at,
-                    recorded_at=recorded_at,
-                    correlation_id=meta.correlation_id,
-                    causation_id=meta.causation_id,
-                    actor=meta.actor,
-                    prev_hash=prev_hash,
-                    hash="",
-                )
-                digest = event.computed_hash()
-                recorded.append(event.model_copy(update={"hash": digest}))
-                head[write.stream_id] = (version + 1, digest)
-            # The notification wakes relays and tailing readers at once instead of at their
-            # next poll; it is delivered at commit, with the rows.
-            await conn.execute(
-                f"""
-                WITH inserted AS (
-                    INSERT INTO {self.table} ({_COLUMNS})
-                    SELECT * FROM unnest(
-                        $1::bigint[], $2::uuid[], $3::text[], $4::int[], $5::text[], $6::int[],
-                        $7::text[], $8::jsonb[], $9::timestamptz[], $10::timestamptz[],
-                        $11::uuid[], $12::uuid[], $13::text[], $14::text[], $15::text[])
-                )
-                SELECT pg_notify($16, $17)
-                """,
-                *_columns_of(recorded),
-                self.notify_channel,
-                str(position),
-            )
-        return AppendResult(recorded, duplicate=False)
+        except asyncpg.UniqueViolationError:
+            # The same event id was appended concurrently (a client retrying at once).
+            return await self._replay(conn, new_events, payloads, ids)
+        moved = [row for row in rows if row["moved_stream"] is not None]
+        if moved:
+            by_stream = {write.stream_id: write for write in writes}
+            for row in moved:
+                write = by_stream[row["moved_stream"]]
+                if write.expected_version != ANY_VERSION:
+                    raise WrongExpectedVersion(
+                        write.stream_id, write.expected_version, row["actual_version"]
+                    )
+            if await self._stored_count(conn, ids):
+                return await self._replay(conn, new_events, payloads, ids)
+            return None
+        first = rows[0]["first_position"]
+        return AppendResult(
+            [
+                event.model_copy(update={"global_position": first + n})
+                for n, event in enumerate(recorded)
+            ],
+            duplicate=False,
+        )
+
+    async def _stored_count(
+        self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[UUID]
+    ) -> int:
+        value = await conn.fetchval(
+            f"SELECT count(*) FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
+        )
+        return int(value)
+
+    async def _replay(
+        self,
+        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        new_events: list[tuple[StreamWrite, NewEvent]],
+        payloads: list[JsonObject],
+        ids: list[UUID],
+    ) -> AppendResult:
+        stored = await conn.fetch(
+            f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
+        )
+        return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
 
     # --- reading -----------------------------------------------------------------------
 

@@ -394,6 +394,7 @@ async def _execute(
             registry=registry,
             decide=decide,
             metadata=_metadata(principal),
+            cache=_runtime(request).states,
         )
     except AttendanceRuleViolation as error:
         raise rule_problem(error) from error
@@ -680,6 +681,7 @@ async def _leave_decision(
         registry=registry,
         initial=leave.initial,
         evolve=leave.evolve,
+        cache=_runtime(request).states,
     )
     known = state.leaves.get(leave_id)
     if known is None:
@@ -893,6 +895,7 @@ async def _fold(request: Request, model: StreamModel[Any]) -> Any:
         registry=registry,
         initial=model.initial,
         evolve=model.evolve,
+        cache=_runtime(request).states,
     )
     return state
 
