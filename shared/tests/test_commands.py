@@ -13,7 +13,7 @@ from typing import Any, ClassVar, cast
 
 import pytest
 
-from zhucun.shared.commands import execute, load
+from zhucun.shared.commands import StateCache, execute, load
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
 from zhucun.shared.store import AppendResult, EventStore, WrongExpectedVersion
@@ -52,10 +52,13 @@ class FakeStore:
     intruders: list[DomainEvent] = field(default_factory=list)
     appends: int = 0
     reads: int = 0
+    events_read: int = 0
 
     async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[Stored]:
         self.reads += 1
-        return list(self.streams.get(stream_id, []))[from_version - 1 :]
+        events = list(self.streams.get(stream_id, []))[from_version - 1 :]
+        self.events_read += len(events)
+        return events
 
     def _put(self, stream_id: str, event: DomainEvent) -> None:
         stream = self.streams.setdefault(stream_id, [])
@@ -152,3 +155,40 @@ async def test_gives_up_after_the_attempts() -> None:
 async def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="attempts"):
         await run(FakeStore(), take("a"), attempts=0)
+
+
+async def fold(store: FakeStore, cache: StateCache | None) -> tuple[frozenset[str], int]:
+    return await load(
+        cast(EventStore, store), stream_id="s", registry=registry, initial=frozenset[str](),
+        evolve=evolve, cache=cache,
+    )  # fmt: skip
+
+
+async def test_a_cached_state_is_extended_with_what_was_appended_since() -> None:
+    store = FakeStore()
+    for seat in "abc":
+        store._put("s", Taken(seat=seat))
+    cache = StateCache()
+    assert await fold(store, cache) == ({"a", "b", "c"}, 3)
+    assert store.events_read == 3
+    store._put("s", Taken(seat="d"))  # another process appended
+    assert await fold(store, cache) == ({"a", "b", "c", "d"}, 4)
+    assert store.events_read == 4  # only the new event was read
+    assert (cache.hits, cache.misses) == (1, 1)
+    # The same answer as a fold without the cache.
+    assert await fold(store, None) == await fold(store, cache)
+
+
+def test_the_cache_keeps_the_latest_version_and_forgets_the_least_recently_used() -> None:
+    cache = StateCache(max_entries=2)
+    cache.put("s1", evolve, frozenset({"a"}), 1)
+    cache.put("s1", evolve, frozenset(), 0)  # an older state never replaces a newer one
+    assert cache.get("s1", evolve) == (frozenset({"a"}), 1)
+    cache.put("s2", evolve, frozenset(), 0)
+    assert cache.get("s1", evolve) is not None  # s1 is now used more recently than s2
+    cache.put("s3", evolve, frozenset(), 0)  # so s2 goes
+    assert cache.get("s2", evolve) is None
+    assert cache.get("s1", evolve) is not None
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="max_entries"):
+        StateCache(max_entries=0)

@@ -212,6 +212,9 @@ class LeaveRequested(DomainEvent):
 
 @registry.register
 class LeaveApproved(DomainEvent):
+    """The leave was approved at ``approved_at_level`` (the township up to the pack's limit,
+    else the county): its days now count (excused, or in the village for village business)."""
+
     event_type: ClassVar[str] = "attendance.LeaveApproved"
     key_field: ClassVar[str] = "cadre_id"
     leave_id: str
@@ -221,6 +224,8 @@ class LeaveApproved(DomainEvent):
 
 @registry.register
 class LeaveRejected(DomainEvent):
+    """The leave request was turned down, for ``reason``; its days count as any other."""
+
     event_type: ClassVar[str] = "attendance.LeaveRejected"
     key_field: ClassVar[str] = "cadre_id"
     leave_id: str
