@@ -2,7 +2,7 @@
 
 A *pack* is one TOML file in ``policies/``: a version string (what events record), the date
 it takes effect, the jurisdiction it governs and one table per section (``[dispatch]``,
-``[attendance]``; assessment and decisions later). Numbers are never constants in code: a
+``[attendance]``, ``[assessment]``; decisions later). Numbers are never constants in code: a
 section's fields have no defaults, so each pack states every rule it applies and an auditor
 reading an event's ``policy_version`` can read exactly which numbers were used.
 
@@ -141,6 +141,44 @@ class AttendancePolicy(PolicySection):
         return -(-self.minimum_days * eligible_days // period_days)
 
 
+class AssessmentPolicy(PolicySection):
+    """Rules of 考 (assessment): score weights, grade bands, caps, shares and lists."""
+
+    #: Weights of the quarterly score's parts (Pu County: township 70, villagers' secret
+    #: ballot 20, county panel 10); each part is scored 0-100 and the weights sum to 100.
+    township_weight: int = Field(ge=0, le=100)
+    villager_weight: int = Field(ge=0, le=100)
+    county_panel_weight: int = Field(ge=0, le=100)
+    #: Lowest composite score (0-100) of each quarterly grade: 好, 较好, 一般; below: 差.
+    quarterly_good_min: float = Field(ge=0, le=100)
+    quarterly_fairly_good_min: float = Field(ge=0, le=100)
+    quarterly_average_min: float = Field(ge=0, le=100)
+    #: Days within which both admonition talks (双约谈) follow a quarterly 一般.
+    admonition_talk_days: int = Field(ge=1)
+    #: Most 优秀 in a county's annual round: floor(share x cadres assessed).
+    excellent_share_cap: float = Field(ge=0, le=1)
+    #: Unexcused spot-check absences in the year that cap the annual grade: from this many,
+    #: no 优秀; at most 基本称职; 不称职.
+    absences_bar_excellent: int = Field(ge=1)
+    absences_cap_basic: int = Field(ge=1)
+    absences_incompetent: int = Field(ge=1)
+    #: Sizes of the red (best) and blue (worst) lists of a period (ties at the edge all go in).
+    red_list_size: int = Field(ge=0)
+    blue_list_size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.township_weight + self.villager_weight + self.county_panel_weight != 100:
+            raise ValueError("the quarterly score weights must sum to 100")
+        if not (
+            self.quarterly_good_min >= self.quarterly_fairly_good_min >= self.quarterly_average_min
+        ):
+            raise ValueError("quarterly grade bands must satisfy good >= fairly good >= average")
+        if not self.absences_bar_excellent <= self.absences_cap_basic <= self.absences_incompetent:
+            raise ValueError("absence caps must satisfy bar_excellent <= cap_basic <= incompetent")
+        return self
+
+
 class PolicyPack(BaseModel):
     """One versioned, dated set of rules for one jurisdiction."""
 
@@ -153,6 +191,7 @@ class PolicyPack(BaseModel):
     description: str = ""
     dispatch: DispatchPolicy | None = None
     attendance: AttendancePolicy | None = None
+    assessment: AssessmentPolicy | None = None
 
     @model_validator(mode="after")
     def _jurisdiction_is_known(self) -> Self:
@@ -168,6 +207,11 @@ class PolicyPack(BaseModel):
         if self.attendance is None:
             raise PolicySectionMissing(f"policy {self.version} has no [attendance] section")
         return self.attendance
+
+    def assessment_rules(self) -> AssessmentPolicy:
+        if self.assessment is None:
+            raise PolicySectionMissing(f"policy {self.version} has no [assessment] section")
+        return self.assessment
 
     def covers(self, jurisdiction: str) -> bool:
         return jurisdiction_prefix(jurisdiction).startswith(jurisdiction_prefix(self.jurisdiction))
