@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from zhucun.attendance.http import router
-from zhucun.attendance.replica import DispatchReplica
+from zhucun.attendance.replica import dispatch_replica
 from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
@@ -35,7 +35,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         topic=TOPIC,
         source=SOURCE,
         # Assignments and village geofences, learnt from dispatch's topic.
-        projections=[DispatchReplica(settings.postgres.schema_name)],
+        projections=[dispatch_replica(settings.postgres.schema_name)],
     )
     # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
     app.state.policies = PolicyBook.load(settings.policies_dir)
