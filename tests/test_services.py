@@ -31,7 +31,13 @@ class Probe(DomainEvent):
 
 
 #: Readiness checks of the read models a service keeps from other topics.
-EXTRA_CHECKS = {"attendance": ["projection:attendance-dispatch-replica"]}
+EXTRA_CHECKS = {
+    "attendance": ["projection:attendance-dispatch-replica"],
+    "assessment": [
+        "projection:assessment-dispatch-replica",
+        "projection:assessment-attendance-facts",
+    ],
+}
 
 
 def settings_for(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:

@@ -153,7 +153,11 @@ contracts_app = typer.Typer(
 app.add_typer(contracts_app, name="contracts")
 
 #: Services that publish a topic and so have a contract module.
-CONTRACT_MODULES = ("zhucun.dispatch.contract", "zhucun.attendance.contract")
+CONTRACT_MODULES = (
+    "zhucun.dispatch.contract",
+    "zhucun.attendance.contract",
+    "zhucun.assessment.contract",
+)
 
 
 @contracts_app.command("write")

@@ -9,6 +9,10 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.assessment.http import router
+from zhucun.attendance.facts import AttendanceFactsReplica
+from zhucun.dispatch.replica import DispatchReplica
+from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
@@ -26,9 +30,19 @@ class AssessmentSettings(ServiceSettings):
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or AssessmentSettings()
-    return create_service_app(
+    schema = settings.postgres.schema_name
+    app = create_service_app(
         settings,
         title="Zhucun assessment (考)",
         topic=TOPIC,
         source=SOURCE,
+        # Assignments from dispatch; month closes and spot checks from attendance.
+        projections=[
+            DispatchReplica(schema, name="assessment-dispatch-replica"),
+            AttendanceFactsReplica(schema, name="assessment-attendance-facts"),
+        ],
     )
+    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
+    app.state.policies = PolicyBook.load(settings.policies_dir)
+    app.include_router(router)
+    return app

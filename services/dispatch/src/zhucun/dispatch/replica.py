@@ -246,6 +246,11 @@ class DispatchFacts:
         )
         return [AssignmentRow(**dict(row)) for row in rows]
 
+    async def team_assignments(self, team_id: str) -> list[AssignmentRow]:
+        """Every assignment to the team (its village, county and township with them)."""
+        rows = await self.pool.fetch(self._select("a.team_id = $1"), team_id)
+        return [AssignmentRow(**dict(row)) for row in rows]
+
     async def cadres_between(
         self, county: str, first: date, last: date, township: str | None = None
     ) -> list[str]:

@@ -1,0 +1,249 @@
+"""Typed refusals of the assessment decider.
+
+Each error has a stable ``code`` slug (the HTTP edge turns it into a problem ``type``), a
+``kind`` saying how the edge answers, and a ``message`` for people:
+
+* ``invalid`` -> 422: the command can never succeed as it is;
+* ``not_found`` -> 404: it names something that does not exist;
+* ``conflict`` -> 409: the state of the streams (or the calendar) forbids it now;
+* ``forbidden`` -> 403: the caller may not do this;
+* ``retryable`` -> 409 with Retry-After: the facts the decider was given may be stale (the
+  replica of dispatch lags behind dispatch), so the same command may succeed shortly.
+
+Refusals never decide anything: a refused command leaves every stream as it was. A
+``ValueError`` (not one of these) is the caller's mistake: the edge read the wrong stream or
+passed another cadre's facts.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from zhucun.assessment.events import TalkBy
+
+ErrorKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
+
+
+class AssessmentRuleViolation(Exception):
+    """A command breaks an assessment rule; nothing was decided."""
+
+    code: ClassVar[str] = "assessment_rule_violation"
+    kind: ClassVar[ErrorKind] = "invalid"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class DuplicateId(AssessmentRuleViolation):
+    """The id of the command's new thing is taken by something with other content (a repeat
+    with the same content is a no-op, not an error)."""
+
+    code = "duplicate_id"
+    kind = "conflict"
+
+    def __init__(self, what: str, identifier: str) -> None:
+        super().__init__(f"{what} {identifier!r} already exists with other content")
+        self.what = what
+        self.identifier = identifier
+
+
+class FutureDate(AssessmentRuleViolation):
+    """Something said to have happened on a day that has not come yet."""
+
+    code = "future_date"
+    kind = "invalid"
+
+    def __init__(self, what: str, day: date, today: date) -> None:
+        super().__init__(f"{what} on {day}, which is after today ({today})")
+        self.what = what
+        self.day = day
+        self.today = today
+
+
+class NotOnPost(AssessmentRuleViolation):
+    """The cadre's post (as the replica of dispatch knows it) does not cover the day or
+    period. The replica may lag behind dispatch, so the command may succeed later."""
+
+    code = "not_on_post"
+    kind = "retryable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cadre_id: str,
+        assignment_id: str,
+        first_day: date,
+        last_day: date,
+    ) -> None:
+        super().__init__(message)
+        self.cadre_id = cadre_id
+        self.assignment_id = assignment_id
+        #: The day or period the post had to cover.
+        self.first_day = first_day
+        self.last_day = last_day
+
+
+class QuarterNotOver(AssessmentRuleViolation):
+    code = "quarter_not_over"
+    kind = "conflict"
+
+    def __init__(self, quarter: str, last_day: date) -> None:
+        super().__init__(f"{quarter} can be assessed from its last day ({last_day})")
+        self.quarter = quarter
+        self.last_day = last_day
+
+
+class AlreadyAssessed(AssessmentRuleViolation):
+    """The cadre already has an assessment for the period (a quarter, or an assignment's
+    term) with other content; a repeat of the same assessment is a no-op."""
+
+    code = "already_assessed"
+    kind = "conflict"
+
+    def __init__(self, cadre_id: str, period: str) -> None:
+        super().__init__(f"cadre {cadre_id!r} is already assessed for {period}")
+        self.cadre_id = cadre_id
+        self.period = period
+
+
+class ListsAlreadyPublished(AssessmentRuleViolation):
+    """The quarter's red and blue lists are out: the quarter takes no new assessment and no
+    other lists."""
+
+    code = "lists_already_published"
+    kind = "conflict"
+
+    def __init__(self, quarter: str, list_id: str, detail: str = "") -> None:
+        super().__init__(
+            f"the red and blue lists of {quarter} were published as {list_id!r}"
+            f"{': ' + detail if detail else ''}"
+        )
+        self.quarter = quarter
+        self.list_id = list_id
+
+
+class NothingToRank(AssessmentRuleViolation):
+    code = "nothing_to_rank"
+    kind = "conflict"
+
+    def __init__(self, county: str, quarter: str) -> None:
+        super().__init__(f"no cadre of county {county} is assessed for {quarter} yet")
+        self.county = county
+        self.quarter = quarter
+
+
+class UnknownObligation(AssessmentRuleViolation):
+    code = "unknown_obligation"
+    kind = "not_found"
+
+    def __init__(self, obligation_id: str, cadre_id: str) -> None:
+        super().__init__(
+            f"no admonition-talk obligation {obligation_id!r} of cadre {cadre_id!r} in this quarter"
+        )
+        self.obligation_id = obligation_id
+        self.cadre_id = cadre_id
+
+
+class DuplicateTalk(AssessmentRuleViolation):
+    """The party already held its talk of the obligation, on another day."""
+
+    code = "duplicate_talk"
+    kind = "conflict"
+
+    def __init__(self, obligation_id: str, by: TalkBy, held_on: date) -> None:
+        super().__init__(
+            f"the {by.value} talk of obligation {obligation_id!r} was already held on {held_on}"
+        )
+        self.obligation_id = obligation_id
+        self.by = by
+        self.held_on = held_on
+
+
+class RoundNotOpen(AssessmentRuleViolation):
+    code = "round_not_open"
+    kind = "conflict"
+
+    def __init__(self, county: str, year: int) -> None:
+        super().__init__(f"no annual round of county {county} for {year} is open")
+        self.county = county
+        self.year = year
+
+
+class RoundAlreadyOpen(AssessmentRuleViolation):
+    code = "round_already_open"
+    kind = "conflict"
+
+    def __init__(self, county: str, year: int, round_id: str) -> None:
+        super().__init__(f"the annual round of county {county} for {year} is {round_id!r}")
+        self.county = county
+        self.year = year
+        self.round_id = round_id
+
+
+class WrongRound(AssessmentRuleViolation):
+    """The command names a round other than the one of the county and year (``actual``,
+    None when the state given is of another county or year)."""
+
+    code = "wrong_round"
+    kind = "not_found"
+
+    def __init__(self, round_id: str, county: str, year: int, actual: str | None) -> None:
+        known = f" (its round is {actual!r})" if actual is not None else ""
+        super().__init__(f"there is no round {round_id!r} of county {county} for {year}{known}")
+        self.round_id = round_id
+        self.county = county
+        self.year = year
+        self.actual = actual
+
+
+class RoundAlreadyFinalised(AssessmentRuleViolation):
+    code = "round_already_finalised"
+    kind = "conflict"
+
+    def __init__(self, round_id: str) -> None:
+        super().__init__(f"the annual round {round_id!r} is final: no more proposals")
+        self.round_id = round_id
+
+
+class NothingToFinalise(AssessmentRuleViolation):
+    code = "nothing_to_finalise"
+    kind = "conflict"
+
+    def __init__(self, round_id: str) -> None:
+        super().__init__(f"the annual round {round_id!r} has no proposal yet")
+        self.round_id = round_id
+
+
+class ExcellentShareExceeded(AssessmentRuleViolation):
+    """More 优秀 than the share cap allows among the cadres of the round."""
+
+    code = "excellent_share_exceeded"
+    kind = "conflict"
+
+    def __init__(self, excellent: int, cadres_assessed: int, cap: int, share: float) -> None:
+        percent = (Decimal(repr(share)) * 100).normalize()
+        super().__init__(
+            f"{excellent} {'cadre' if excellent == 1 else 'cadres'} graded excellent (优秀)"
+            f" among {cadres_assessed} assessed;"
+            f" at most {cap} are allowed ({percent:f}% of {cadres_assessed}, rounded down)"
+        )
+        self.excellent = excellent
+        self.cadres_assessed = cadres_assessed
+        self.cap = cap
+        self.share = share
+
+
+class TermNotOver(AssessmentRuleViolation):
+    code = "term_not_over"
+    kind = "conflict"
+
+    def __init__(self, assignment_id: str, term_end: date) -> None:
+        super().__init__(
+            f"assignment {assignment_id!r} has not ended: its term runs until {term_end}"
+        )
+        self.assignment_id = assignment_id
+        self.term_end = term_end

@@ -1,0 +1,31 @@
+"""The committed AsyncAPI and OpenAPI documents are the ones the code generates."""
+
+from __future__ import annotations
+
+import pytest
+
+from zhucun.assessment.contract import DOCUMENT_PATH, OPENAPI_PATH, document, render_openapi
+from zhucun.assessment.events import registry
+from zhucun.shared.asyncapi import render
+
+pytestmark = pytest.mark.unit
+
+
+def test_committed_asyncapi_document_is_current() -> None:
+    assert DOCUMENT_PATH.read_text() == render(document()), (
+        "services/assessment/asyncapi.json is stale: run `uv run zhucun contracts write`"
+    )
+
+
+def test_every_event_type_is_in_the_document() -> None:
+    messages = document()["components"]["messages"]
+    assert set(messages) == {cls.event_type for cls in registry.classes()}
+    assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
+    # Keyed per DESIGN.md: the cadre, else the village, else (rounds, lists) the county.
+    assert {cls.key_field for cls in registry.classes()} == {"cadre_id", "village_id", "county"}
+
+
+def test_committed_openapi_document_is_current() -> None:
+    assert OPENAPI_PATH.read_text() == render_openapi(), (
+        "services/assessment/openapi.json is stale: run `uv run zhucun contracts write`"
+    )
