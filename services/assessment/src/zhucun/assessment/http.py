@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
+from zoneinfo import ZoneInfo
 
 from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Request, status
@@ -91,6 +92,8 @@ from zhucun.shared.service import ServiceRuntime
 from zhucun.shared.store import AppendResult
 
 RETRY_AFTER_SECONDS = 5
+#: Periods and due dates are counted in China's calendar days.
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 CadreId = Annotated[str, Path(min_length=1, max_length=100)]
 CountyCode = Annotated[str, Path(pattern=r"^\d{2}(\d{2}){0,2}$", description="e.g. 530102")]
@@ -198,7 +201,8 @@ def _attendance(request: Request) -> AttendanceReplica:
 
 
 def _today() -> date:
-    return datetime.now(UTC).date()
+    """Today in China (the calendar every period and due date is counted in)."""
+    return datetime.now(SHANGHAI).date()
 
 
 def _correlation_id() -> UUID:
