@@ -1,7 +1,7 @@
-"""The ``zhucun`` command: local infrastructure and development helpers.
+"""The ``zhucun`` command: local infrastructure, development helpers and auditors' commands.
 
-Each area is a sub-app (``zhucun infra ...``); later areas (replay, verify, export, status)
-join the same way with ``app.add_typer``.
+Each area is a sub-app (``zhucun infra ...``) or a command of its own (``zhucun verify``, from
+``zhucun.cli.audit``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from zhucun.cli import audit
 from zhucun.infra._common import InfraError
 from zhucun.infra.local import ServerStatus
 from zhucun.shared.auth import Role
@@ -33,6 +34,7 @@ services_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(services_app, name="services")
+app.command("verify")(audit.verify)
 
 # Progress and errors go to stderr so stdout carries only a command's result.
 stdout = Console()
