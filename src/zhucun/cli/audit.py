@@ -165,3 +165,156 @@ def verify(
             )
     if failed:
         raise typer.Exit(code=1)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+#: The databases that keep projections (read models and replicas) by default.
+PROJECTION_DATABASES = ("attendance", "assessment", "projections")
+EVENT_TOPICS = ("dispatch.events.v1", "attendance.events.v1", "assessment.events.v1")
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    database: str
+    projection: str
+    consumed: int
+    applied: int
+    duplicates: int
+    dead_lettered: int
+    #: (topic, partition) -> next offset to read, as stored with the read model.
+    offsets: dict[tuple[str, int], int]
+
+
+async def _projection_status(database: str, dsn: str, schema: str) -> list[ProjectionStatus]:
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        exists = await pool.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".projection_counts'
+        )
+        if not exists:
+            return []
+        counts = await pool.fetch(f'SELECT * FROM "{schema}".projection_counts ORDER BY 1')
+        offsets = await pool.fetch(
+            f'SELECT projection, topic, partition, next_offset FROM "{schema}".projection_offsets'
+        )
+        return [
+            ProjectionStatus(
+                database=database,
+                projection=row["projection"],
+                consumed=row["consumed"],
+                applied=row["applied"],
+                duplicates=row["duplicates"],
+                dead_lettered=row["dead_lettered"],
+                offsets={
+                    (o["topic"], o["partition"]): o["next_offset"]
+                    for o in offsets
+                    if o["projection"] == row["projection"]
+                },
+            )
+            for row in counts
+        ]
+    finally:
+        await pool.close()
+
+
+async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """End offset of every partition of ``topics`` that exists."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from zhucun.shared.kafka import client_options
+    from zhucun.shared.settings import KafkaSettings
+
+    consumer = AIOKafkaConsumer(**client_options(KafkaSettings(bootstrap_servers=bootstrap)))
+    await consumer.start()
+    try:
+        known = await consumer.topics()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            if topic in known
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+def local_bootstrap() -> str | None:
+    from zhucun.infra.kafka import KafkaServer
+    from zhucun.infra.local import kafka_state_file
+
+    server = KafkaServer.from_state(kafka_state_file())
+    if server is None or not server.is_running():
+        return None
+    return server.bootstrap_servers
+
+
+def status(
+    database: Annotated[
+        list[str],
+        typer.Option(
+            "--database",
+            help="NAME=DSN of a database keeping projections (repeatable); default: the local "
+            "demo's attendance, assessment and projections databases.",
+        ),
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(help="Kafka bootstrap servers; default: the local demo's broker."),
+    ] = None,
+    schema: Annotated[str, typer.Option(help="Schema of the read models.")] = "public",
+) -> None:
+    """Lag per projection and partition (end offset minus the offset stored with the read
+    model), the counts of consumed, applied, duplicate and dead-lettered events, and the size
+    of every dead-letter topic."""
+    databases = (
+        parse_stores(database)
+        if database
+        else {name: dsn for name in PROJECTION_DATABASES if (dsn := local_dsn(name)) is not None}
+    )
+    if not databases:
+        raise typer.BadParameter("no --database and the local demo's PostgreSQL is not running")
+    servers = bootstrap or local_bootstrap()
+    if servers is None:
+        raise typer.BadParameter("no --bootstrap and the local demo's Kafka is not running")
+    statuses = [
+        s
+        for name, dsn in databases.items()
+        for s in asyncio.run(_projection_status(name, dsn, schema))
+    ]
+    topics = sorted({topic for s in statuses for topic, _ in s.offsets} | set(EVENT_TOPICS))
+    ends = asyncio.run(_end_offsets(servers, [*topics, *(f"{t}.dlq" for t in topics)]))
+
+    lag = Table(title="Projections: lag per partition")
+    for column in ("database", "projection", "topic", "partition", "stored", "end", "lag"):
+        lag.add_column(column)
+    counts = Table(title="Projections: events")
+    for column in ("database", "projection", "consumed", "applied", "duplicates", "dead-lettered"):
+        counts.add_column(column)
+    for s in statuses:
+        counts.add_row(
+            s.database,
+            s.projection,
+            str(s.consumed),
+            str(s.applied),
+            str(s.duplicates),
+            str(s.dead_lettered),
+        )
+        for (topic, partition), stored in sorted(s.offsets.items()):
+            end = ends.get((topic, partition), 0)
+            behind = end - stored
+            shown = f"[yellow]{behind}[/]" if behind else "0"
+            lag.add_row(
+                s.database, s.projection, topic, str(partition), str(stored), str(end), shown
+            )
+    dlq = Table(title="Dead-letter topics")
+    for column in ("topic", "records"):
+        dlq.add_column(column)
+    for topic in topics:
+        size = sum(end for (t, _), end in ends.items() if t == f"{topic}.dlq")
+        dlq.add_row(f"{topic}.dlq", f"[red]{size}[/]" if size else "0")
+    stdout.print(counts)
+    stdout.print(lag)
+    stdout.print(dlq)

@@ -35,6 +35,7 @@ services_app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 app.command("verify")(audit.verify)
+app.command("status")(audit.status)
 
 # Progress and errors go to stderr so stdout carries only a command's result.
 stdout = Console()
