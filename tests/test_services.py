@@ -37,6 +37,7 @@ EXTRA_CHECKS = {
         "projection:assessment-dispatch-replica",
         "projection:assessment-attendance-facts",
     ],
+    "projections": ["projection:projections-audit-trail"],
 }
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.projections.audit import AuditTrail
+from zhucun.projections.http import router
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
@@ -26,9 +28,14 @@ class ProjectionsSettings(ServiceSettings):
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     settings = settings or ProjectionsSettings()
-    return create_service_app(
+    schema = settings.postgres.schema_name
+    app = create_service_app(
         settings,
         title="Zhucun projections (用)",
         topic=TOPIC,
         source=SOURCE,
+        # The audit trail (一人一档) of dispatch, attendance and assessment events.
+        projections=[AuditTrail(schema)],
     )
+    app.include_router(router)
+    return app
