@@ -158,3 +158,66 @@ def test_status_shows_counts_lag_and_dead_letter_topics(
     assert "dispatch.events.v1.dlq" in result.output
     row = next(line for line in result.output.splitlines() if "│ 7 " in line)
     assert "5" in row
+
+
+async def one_file(dsn: str) -> list[str]:
+    """An audit trail with two events in cadre c1's file, as the projection writes them."""
+    import uuid
+    from datetime import date, timedelta
+
+    from zhucun.dispatch.events import AssignmentKind, CadreAssigned, Role
+    from zhucun.projections.audit import AuditTrail
+    from zhucun.shared.envelope import RecordedEvent
+    from zhucun.shared.projection import Delivery
+
+    trail = AuditTrail("public")
+    deliveries = []
+    for n in (1, 2):
+        event = CadreAssigned(
+            assignment_id=f"a{n}", cadre_id="c1", team_id="t", round_id="r", county="530102",
+            village_id="v", role=Role.MEMBER, kind=AssignmentKind.INITIAL,
+            term_start=date(2025, n, 1), term_end=date(2027, n, 1), policy_version="p",
+        )  # fmt: skip
+        now = datetime.now(UTC) + timedelta(seconds=n)
+        recorded = RecordedEvent(
+            event_id=uuid.uuid4(), stream_id="s", stream_version=n, global_position=n,
+            event_type=event.event_type, schema_version=1, key="c1", data=event.to_data(),
+            occurred_at=now, recorded_at=now, correlation_id=uuid.uuid4(), causation_id=None,
+            actor="t:org_admin", prev_hash="0" * 64, hash="f" * 64,
+        )  # fmt: skip
+        deliveries.append(Delivery("dispatch.events.v1", 0, n, recorded, "/zhucun/dispatch", event))
+    pool = await create_pool(dsn)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await trail.migrate(conn)
+            await trail.apply(conn, deliveries)
+    finally:
+        await pool.close()
+    return [str(d.event.event_id) for d in deliveries]
+
+
+def test_export_writes_one_cadres_file_as_csv_or_json(
+    make_database: Callable[[], str], tmp_path: object
+) -> None:
+    import csv
+    import json
+    from pathlib import Path
+
+    dsn = make_database()
+    ids = asyncio.run(one_file(dsn))
+    target = Path(str(tmp_path)) / "c1.csv"
+    result = runner.invoke(
+        app, ["export", "c1", "--dsn", dsn, "--format", "csv", "--out", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    with target.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert [row["event_id"] for row in rows] == ids
+    assert all(row["summary"] for row in rows)
+
+    as_json = runner.invoke(app, ["export", "c1", "--dsn", dsn])
+    assert as_json.exit_code == 0, as_json.output
+    assert [entry["event_id"] for entry in json.loads(as_json.stdout)] == ids
+
+    unknown = runner.invoke(app, ["export", "nobody", "--dsn", dsn])
+    assert unknown.exit_code == 1

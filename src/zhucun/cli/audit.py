@@ -1,4 +1,5 @@
-"""Commands for auditors: ``zhucun verify`` (and, with the read side, replay, export, status).
+"""Commands for auditors: ``zhucun verify``, ``zhucun status``, ``zhucun export`` (and
+``zhucun replay``).
 
 They talk to the databases directly, read-only unless a command says otherwise: an auditor
 runs them with credentials of their own against the services' stores and the projections
@@ -8,7 +9,10 @@ database. Defaults point at the local demo (``zhucun infra up``).
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -318,3 +322,60 @@ def status(
     stdout.print(counts)
     stdout.print(lag)
     stdout.print(dlq)
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+async def _export(
+    dsn: str, schema: str, cadre_id: str, output: str, as_of: datetime | None, out: Path | None
+) -> int:
+    from zhucun.projections.audit import AuditTrailReader, export_csv, export_json
+
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        reader = AuditTrailReader(pool, schema)
+        exists, _ = await reader.presence(cadre_id, None)
+        if not exists:
+            return 0
+        rows = reader.export_rows(cadre_id, as_of)
+        chunks = export_csv(rows) if output == "csv" else export_json(rows)
+        sink = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            async for chunk in chunks:
+                sink.write(chunk)
+        finally:
+            if out:
+                sink.close()
+        return 1
+    finally:
+        await pool.close()
+
+
+def export(
+    cadre_id: Annotated[str, typer.Argument(help="The cadre whose file (一人一档) to export.")],
+    output: Annotated[
+        str, typer.Option("--format", help="json (an array) or csv (with a header row).")
+    ] = "json",
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Only what the file held then (events recorded by this instant, UTC)."),
+    ] = None,
+    dsn: Annotated[
+        str | None, typer.Option(help="DSN of the projections database; default: the local demo's.")
+    ] = None,
+    schema: Annotated[str, typer.Option(help="Schema of the audit trail.")] = "public",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Export one cadre's file from the audit trail: every event about them from every
+    service, in order, with source, type, business and recorded time, actor, correlation and
+    causation ids and a readable summary."""
+    if output not in ("json", "csv"):
+        raise typer.BadParameter("--format must be json or csv")
+    projections = dsn or local_dsn(PROJECTIONS_DATABASE)
+    if projections is None:
+        raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
+    instant = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
+    if not asyncio.run(_export(projections, schema, cadre_id, output, instant, out)):
+        stderr.print(f"[bold red]error:[/] no file for cadre {cadre_id!r}", highlight=False)
+        raise typer.Exit(code=1)

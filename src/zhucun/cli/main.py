@@ -36,6 +36,7 @@ services_app = typer.Typer(
 app.add_typer(services_app, name="services")
 app.command("verify")(audit.verify)
 app.command("status")(audit.status)
+app.command("export")(audit.export)
 
 # Progress and errors go to stderr so stdout carries only a command's result.
 stdout = Console()

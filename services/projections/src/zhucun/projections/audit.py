@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import csv
+import io
 import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -781,3 +783,41 @@ class AuditTrailReader:
             args.append(as_of)
             where.append(f"recorded_at <= ${len(args)}")
         return where, args
+
+
+# --- export ------------------------------------------------------------------------------
+
+#: Rows per chunk written to the response.
+_CHUNK = 200
+
+
+async def export_json(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
+    """A cadre's file as a JSON array, in chunks (for a streamed response or a file)."""
+    yield "["
+    first = True
+    chunk: list[str] = []
+    async for entry in rows:
+        chunk.append(("\n" if first else ",\n") + entry.model_dump_json())
+        first = False
+        if len(chunk) >= _CHUNK:
+            yield "".join(chunk)
+            chunk.clear()
+    yield "".join(chunk) + "\n]\n"
+
+
+async def export_csv(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
+    """A cadre's file as CSV with a header row (``data`` as a JSON string), in chunks."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    async for entry in rows:
+        values = entry.model_dump(mode="json")
+        values["data"] = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
+        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
+        count += 1
+        if count % _CHUNK == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()

@@ -15,11 +15,7 @@ file. A cadre without any event is 404.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
-from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -28,11 +24,12 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from zhucun.projections.audit import (
-    COLUMNS,
     AuditTrailReader,
     FileEntry,
     InvalidCursor,
     end_of_day,
+    export_csv,
+    export_json,
 )
 from zhucun.shared.auth import Principal, Role, require_roles
 from zhucun.shared.problems import ProblemError
@@ -155,45 +152,11 @@ async def export_cadre_file(
     rows = reader.export_rows(cadre_id, _instant(as_of))
     name = "file-" + re.sub(r"[^A-Za-z0-9._-]", "_", cadre_id)
     if output == "csv":
-        body, media_type = _csv(rows), "text/csv; charset=utf-8"
+        body, media_type = export_csv(rows), "text/csv; charset=utf-8"
     else:
-        body, media_type = _json(rows), "application/json"
+        body, media_type = export_json(rows), "application/json"
     return StreamingResponse(
         body,
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="{name}.{output}"'},
     )
-
-
-#: Rows per chunk written to the response.
-_CHUNK = 200
-
-
-async def _json(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
-    yield "["
-    first = True
-    chunk: list[str] = []
-    async for entry in rows:
-        chunk.append(("\n" if first else ",\n") + entry.model_dump_json())
-        first = False
-        if len(chunk) >= _CHUNK:
-            yield "".join(chunk)
-            chunk.clear()
-    yield "".join(chunk) + "\n]\n"
-
-
-async def _csv(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
-    count = 0
-    async for entry in rows:
-        values = entry.model_dump(mode="json")
-        values["data"] = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
-        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
-        count += 1
-        if count % _CHUNK == 0:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
