@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from zhucun.shared.store import EventStore, VerificationReport, create_pool
+
+if TYPE_CHECKING:
+    from zhucun.shared.projection import Projection
 
 #: The services with an event store, in the order they are checked.
 STORE_SERVICES = ("dispatch", "attendance", "assessment")
@@ -379,3 +383,129 @@ def export(
     if not asyncio.run(_export(projections, schema, cadre_id, output, instant, out)):
         stderr.print(f"[bold red]error:[/] no file for cadre {cadre_id!r}", highlight=False)
         raise typer.Exit(code=1)
+
+
+# --- replay ---------------------------------------------------------------------------------
+
+
+def _projections() -> dict[str, tuple[str, Callable[[str], Projection]]]:
+    """Every projection the CLI can replay: name -> (its database, how to build it for a
+    schema)."""
+    from zhucun.attendance.facts import AttendanceFactsReplica
+    from zhucun.attendance.replica import dispatch_replica
+    from zhucun.dispatch.replica import DispatchReplica
+    from zhucun.projections.audit import AuditTrail
+
+    return {
+        "audit-trail": ("projections", AuditTrail),
+        "attendance-dispatch-replica": ("attendance", dispatch_replica),
+        "assessment-dispatch-replica": (
+            "assessment",
+            lambda schema: DispatchReplica(schema, name="assessment-dispatch-replica"),
+        ),
+        "assessment-attendance-facts": (
+            "assessment",
+            lambda schema: AttendanceFactsReplica(schema, name="assessment-attendance-facts"),
+        ),
+    }
+
+
+def _offsets(text: str) -> dict[tuple[str, int], int]:
+    """``topic:partition=offset,...`` -> {(topic, partition): offset}."""
+    parsed: dict[tuple[str, int], int] = {}
+    for item in text.split(","):
+        where, sep, offset = item.strip().rpartition("=")
+        topic, colon, partition = where.rpartition(":")
+        if not (sep and colon and topic and partition.isdigit() and offset.isdigit()):
+            raise typer.BadParameter(f"--offsets wants topic:partition=offset,..., got {item!r}")
+        parsed[(topic, int(partition))] = int(offset)
+    return parsed
+
+
+def replay(
+    projection: Annotated[
+        str,
+        typer.Argument(
+            help="audit-trail, attendance-dispatch-replica, assessment-dispatch-replica or "
+            "assessment-attendance-facts."
+        ),
+    ],
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Build the model as of this instant (UTC unless given) instead."),
+    ] = None,
+    offsets: Annotated[
+        str | None,
+        typer.Option(help="Build the model up to these offsets: topic:partition=offset,..."),
+    ] = None,
+    scratch_schema: Annotated[
+        str | None,
+        typer.Option(help="Schema of an as-of build (default: <live>__as_of_<time>)."),
+    ] = None,
+    dsn: Annotated[
+        str | None,
+        typer.Option(help="DSN of the projection's database; default: the local demo's."),
+    ] = None,
+    bootstrap: Annotated[
+        str | None, typer.Option(help="Kafka bootstrap servers; default: the local demo's.")
+    ] = None,
+    schema: Annotated[str, typer.Option(help="The live schema of the read model.")] = "public",
+    workers: Annotated[int, typer.Option(help="Worker processes for the rebuild.", min=1)] = 1,
+) -> None:
+    """Rebuild a read model from offset zero into a fresh schema while the live one keeps
+    serving, then switch it in atomically (the old model is kept, renamed, for comparison);
+    or, with --as-of or --offsets, build it as of that point into a scratch schema for
+    auditors to query. Prints the digest of the built model."""
+    from zhucun.shared.replay import rebuild, rebuild_as_of
+    from zhucun.shared.settings import KafkaSettings
+
+    known = _projections()
+    if projection not in known:
+        raise typer.BadParameter(f"unknown projection {projection!r}; one of {sorted(known)}")
+    if as_of is not None and offsets is not None:
+        raise typer.BadParameter("give --as-of or --offsets, not both")
+    database, make = known[projection]
+    target = dsn or local_dsn(database)
+    if target is None:
+        raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
+    servers = bootstrap or local_bootstrap()
+    if servers is None:
+        raise typer.BadParameter("no --bootstrap and the local demo's Kafka is not running")
+    kafka = KafkaSettings(bootstrap_servers=servers)
+
+    async def run() -> Any:
+        pool = await create_pool(target, min_size=1, max_size=4)
+        try:
+            if as_of is None and offsets is None:
+                return await rebuild(
+                    pool, make, kafka, live_schema=schema, workers=workers, dsn=target
+                )
+            until: datetime | dict[tuple[str, int], int]
+            if offsets is not None:
+                until = _offsets(offsets)
+            else:
+                assert as_of is not None
+                until = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
+            label = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
+            return await rebuild_as_of(
+                pool,
+                make,
+                kafka,
+                scratch_schema=scratch_schema or f"{schema}__as_of_{label}",
+                until=until,
+                workers=workers,
+                dsn=target,
+            )
+        finally:
+            await pool.close()
+
+    report = asyncio.run(run())
+    stdout.print(
+        f"{report.projection}: {report.events} events ({report.applied} applied, "
+        f"{report.duplicates} duplicates, {report.rejected} rejected) in "
+        f"{report.seconds:.1f} s ({report.events_per_second:,.0f}/s) into schema "
+        f"[bold]{report.schema}[/]"
+    )
+    if report.previous_schema:
+        stdout.print(f"the previous model is kept as schema {report.previous_schema}")
+    stdout.print(f"digest {report.digest}")

@@ -37,6 +37,7 @@ app.add_typer(services_app, name="services")
 app.command("verify")(audit.verify)
 app.command("status")(audit.status)
 app.command("export")(audit.export)
+app.command("replay")(audit.replay)
 
 # Progress and errors go to stderr so stdout carries only a command's result.
 stdout = Console()

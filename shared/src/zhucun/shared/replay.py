@@ -673,10 +673,17 @@ def _fast_envelope(
     field): UUIDs are asyncpg's C ``UUID`` (a ``uuid.UUID``, equal and hashing alike), as in
     events read from the store, and times are UTC.
     """
-    for _, raw in headers:  # from_kafka decodes every header, used or not
-        if raw.__class__ is bytes and not raw.isascii():
-            raw.decode()  # raises for what from_kafka would refuse (caught by _decode)
     h = dict(headers)
+    # from_kafka decodes every header as UTF-8, used or not (and repeated ones too): one
+    # check when all are ASCII, which is the rule, else each one as from_kafka does.
+    try:
+        ascii_only = len(h) == len(headers) and b"".join(h.values()).isascii()
+    except TypeError:  # a header without a value
+        ascii_only = False
+    if not ascii_only:
+        for _, raw in headers:
+            if raw.__class__ is bytes and not raw.isascii():
+                raw.decode()  # raises what from_kafka raises (the caller rejects the record)
     if h.get("ce_specversion") != _SPEC:
         return None
     content_type = h.get("content-type", _CONTENT_TYPE)
@@ -1103,14 +1110,15 @@ class _Replay:
 
     async def _ahead(self, conn: Any, live: str) -> dict[Any, int]:
         """The live model's stored offsets where they are beyond the rebuilt model's."""
-        try:
-            rows = await conn.fetch(
-                f"SELECT topic, partition, next_offset FROM {_quote(live)}.projection_offsets "
-                "WHERE projection = $1",
-                self.name,
-            )
-        except asyncpg.UndefinedTableError:
+        # Checked first, not caught: inside the switch transaction a failed statement would
+        # abort everything after it (a live schema without the runtime's tables yet).
+        offsets = f"{_quote(live)}.projection_offsets"
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", offsets):
             return {}
+        rows = await conn.fetch(
+            f"SELECT topic, partition, next_offset FROM {offsets} WHERE projection = $1",
+            self.name,
+        )
         ahead: dict[Any, int] = {}
         for row in rows:
             tp = TopicPartition(row["topic"], row["partition"])
