@@ -14,7 +14,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from uuid import uuid4
 
 import asyncpg
@@ -398,7 +398,14 @@ def test_fast_decode_equals_the_runners_and_fails_the_same_way() -> None:
         *reversed(relayed.headers),
         ("correlation_id", b"x"),
     ]
-    for event, record in [(good[0], fake(good[0])), (good[1], fake(good[1])), (good[0], relayed)]:
+    valueless = fake(good[1])
+    valueless.headers = [*valueless.headers, ("x-empty", cast(bytes, None))]
+    for event, record in [
+        (good[0], fake(good[0])),
+        (good[1], fake(good[1])),
+        (good[0], relayed),
+        (good[1], valueless),
+    ]:
         fast = replay._decode(record, projection)
         assert fast == runner_decode(record)
         assert fast.event == event

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -399,13 +400,14 @@ def _projections() -> dict[str, tuple[str, Callable[[str], Projection]]]:
     return {
         "audit-trail": ("projections", AuditTrail),
         "attendance-dispatch-replica": ("attendance", dispatch_replica),
+        # partial, not lambdas: a rebuild with --workers pickles the factory for each worker.
         "assessment-dispatch-replica": (
             "assessment",
-            lambda schema: DispatchReplica(schema, name="assessment-dispatch-replica"),
+            partial(DispatchReplica, name="assessment-dispatch-replica"),
         ),
         "assessment-attendance-facts": (
             "assessment",
-            lambda schema: AttendanceFactsReplica(schema, name="assessment-attendance-facts"),
+            partial(AttendanceFactsReplica, name="assessment-attendance-facts"),
         ),
     }
 
