@@ -13,6 +13,8 @@ checks for resources the lifespan creates (a pool, a broker) may be added there:
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from uuid import UUID, uuid4
 
 import asyncpg
 import structlog
@@ -31,7 +33,8 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from zhucun.shared.auth import TokenVerifier
+from zhucun.shared.auth import Principal, TokenVerifier
+from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.problems import ProblemError, install_problem_handlers, problem_response
 from zhucun.shared.settings import ServiceSettings
 
@@ -220,3 +223,23 @@ class RequestObservationMiddleware:
             )
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(**saved_context)
+
+
+def request_correlation_id() -> UUID:
+    """The correlation id of the request being handled (a new one when the header was not a
+    UUID, so every stored event has one)."""
+    value = correlation_id.get()
+    try:
+        return UUID(value) if value else uuid4()
+    except ValueError:
+        return uuid4()
+
+
+def command_metadata(principal: Principal) -> EventMetadata:
+    """The metadata of the events a request's command appends: now, the request's
+    correlation id, and the actor as ``subject:role`` (never a name)."""
+    return EventMetadata(
+        occurred_at=datetime.now(UTC),
+        correlation_id=request_correlation_id(),
+        actor=f"{principal.subject}:{principal.role.value}",
+    )

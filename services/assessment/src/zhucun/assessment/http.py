@@ -21,12 +21,11 @@ refused finalisation), and a retryable 409 when the replica does not know the ca
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -84,8 +83,8 @@ from zhucun.attendance.facts import AttendanceFacts as AttendanceReplica
 from zhucun.dispatch.replica import AssignmentRow, DispatchFacts
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
 from zhucun.shared.commands import StreamModel, execute_streams, load
-from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.events import DomainEvent
+from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, PolicySectionMissing
 from zhucun.shared.problems import ProblemError
 from zhucun.shared.service import ServiceRuntime
@@ -205,22 +204,6 @@ def _today() -> date:
     return datetime.now(SHANGHAI).date()
 
 
-def _correlation_id() -> UUID:
-    value = correlation_id.get()
-    try:
-        return UUID(value) if value else uuid4()
-    except ValueError:
-        return uuid4()
-
-
-def _metadata(principal: Principal) -> EventMetadata:
-    return EventMetadata(
-        occurred_at=datetime.now(UTC),
-        correlation_id=_correlation_id(),
-        actor=f"{principal.subject}:{principal.role.value}",
-    )
-
-
 _STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "forbidden": 403, "retryable": 409}
 _TITLES = {
     "invalid": "Invalid assessment input",
@@ -336,7 +319,7 @@ async def _execute(
             streams=streams,
             registry=registry,
             decide=decide,
-            metadata=_metadata(principal),
+            metadata=command_metadata(principal),
             cache=_runtime(request).states,
         )
     except AssessmentRuleViolation as error:

@@ -27,9 +27,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -89,8 +88,8 @@ from zhucun.attendance.events import (
 from zhucun.attendance.replica import PostDirectory
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
 from zhucun.shared.commands import StreamModel, execute_streams, load
-from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.events import DomainEvent
+from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, PolicySectionMissing
 from zhucun.shared.problems import ProblemError
 from zhucun.shared.service import ServiceRuntime
@@ -251,22 +250,6 @@ def _today() -> date:
     return _now().astimezone(SHANGHAI).date()
 
 
-def _correlation_id() -> UUID:
-    value = correlation_id.get()
-    try:
-        return UUID(value) if value else uuid4()
-    except ValueError:
-        return uuid4()
-
-
-def _metadata(principal: Principal) -> EventMetadata:
-    return EventMetadata(
-        occurred_at=_now(),
-        correlation_id=_correlation_id(),
-        actor=f"{principal.subject}:{principal.role.value}",
-    )
-
-
 _STATUS = {"invalid": 422, "not_found": 404, "conflict": 409, "forbidden": 403, "retryable": 409}
 _TITLES = {
     "invalid": "Invalid attendance input",
@@ -393,7 +376,7 @@ async def _execute(
             streams=streams,
             registry=registry,
             decide=decide,
-            metadata=_metadata(principal),
+            metadata=command_metadata(principal),
             cache=_runtime(request).states,
         )
     except AttendanceRuleViolation as error:

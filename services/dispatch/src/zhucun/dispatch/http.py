@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
-from asgi_correlation_id import correlation_id
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, ConfigDict
 
@@ -74,7 +73,7 @@ from zhucun.dispatch.events import (
 from zhucun.shared.auth import Principal, Scope, require_roles
 from zhucun.shared.auth import Role as AccessRole
 from zhucun.shared.commands import execute, load
-from zhucun.shared.envelope import EventMetadata
+from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack
 from zhucun.shared.problems import ProblemError
 from zhucun.shared.service import ServiceRuntime
@@ -317,14 +316,6 @@ def rule_problem(error: DispatchRuleViolation) -> ProblemError:
     )
 
 
-def _correlation_id() -> UUID:
-    value = correlation_id.get()
-    try:
-        return UUID(value) if value else uuid4()
-    except ValueError:
-        return uuid4()
-
-
 #: The date fields that say when a command takes effect (which policy pack applies).
 _DATE_FIELDS = (
     "term_start",
@@ -361,11 +352,7 @@ async def _run(
     principal.ensure_covers(Scope(county=county))
     policy = _policy(_policies(request), county, _effective_date(command))
     stream = stream_id(county)
-    metadata = EventMetadata(
-        occurred_at=datetime.now(UTC),
-        correlation_id=_correlation_id(),
-        actor=f"{principal.subject}:{principal.role.value}",
-    )
+    metadata = command_metadata(principal)
     try:
         result = await execute(
             _runtime(request).event_store(),
