@@ -104,7 +104,7 @@ async def publish_dispatch(bootstrap: str, cadres: int) -> None:
                 kind=AssignmentKind.INITIAL,
                 term_start=TERM_START,
                 term_end=TERM_START + timedelta(days=730),
-                policy_version="default-2025",
+                policy_version="reference-2021",
             )
         )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True)

@@ -22,6 +22,8 @@ from zhucun.shared.store import NO_STREAM
 pytestmark = pytest.mark.integration
 
 WRITERS = ["dispatch", "attendance", "assessment"]
+#: Services with an event store and a relay (the projections publish recall decisions).
+PUBLISHERS = [*WRITERS, "projections"]
 
 
 class Probe(DomainEvent):
@@ -37,7 +39,7 @@ EXTRA_CHECKS = {
         "projection:assessment-dispatch-replica",
         "projection:assessment-attendance-facts",
     ],
-    "projections": ["projection:projections-audit-trail"],
+    "projections": ["projection:projections-audit-trail", "projection:projections-decisions"],
 }
 
 
@@ -58,7 +60,7 @@ def test_service_starts_and_is_ready(name: str, kafka_bootstrap: str, fresh_data
         ready = client.get("/health/ready")
         assert ready.status_code == 200, ready.text
         checks = ready.json()["checks"]
-        expected = {"postgres", "kafka", "relay"} if name in WRITERS else {"postgres", "kafka"}
+        expected = {"postgres", "kafka", "relay"} if name in PUBLISHERS else {"postgres", "kafka"}
         expected |= set(EXTRA_CHECKS.get(name, ()))
         assert set(checks) == expected
         assert all(v == "ok" for v in checks.values())

@@ -3,6 +3,7 @@ beyond reading small files)."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from zhucun.shared.policy import (
 pytestmark = pytest.mark.unit
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
-DEFAULT = load_pack(POLICIES / "default-2025.toml")
+DEFAULT = load_pack(POLICIES / "reference-2021.toml")
 
 
 def pack(version: str, jurisdiction: str, effective_from: date, **dispatch: object) -> PolicyPack:
@@ -38,8 +39,8 @@ def pack(version: str, jurisdiction: str, effective_from: date, **dispatch: obje
 
 
 def test_the_default_pack_holds_the_domain_defaults() -> None:
-    assert DEFAULT.version == "default-2025"
-    assert DEFAULT.effective_from == date(2025, 1, 1)
+    assert DEFAULT.version == "reference-2021"
+    assert DEFAULT.effective_from == date(2021, 1, 1)
     assert DEFAULT.jurisdiction == "default"
     rules = DEFAULT.dispatch_rules()
     assert (rules.team_size_min, rules.team_size_max) == (3, 5)
@@ -53,10 +54,78 @@ def test_the_default_pack_holds_the_domain_defaults() -> None:
 
 def test_the_policies_folder_loads_as_a_book() -> None:
     book = PolicyBook.load(POLICIES)
-    assert book.in_force("530102", date(2025, 1, 1)).version == "default-2025"
-    assert book.version("default-2025") == DEFAULT
+    assert book.in_force("530102", date(2021, 1, 1)).version == "reference-2021"
+    assert book.version("reference-2021") == DEFAULT
     with pytest.raises(NoPolicyInForce):
-        book.in_force("530102", date(2024, 12, 31))
+        book.in_force("530102", date(2020, 12, 31))
+
+
+def test_the_reference_pack_holds_the_recall_and_pool_rules_of_the_domain() -> None:
+    rules = DEFAULT.decision_rules()
+    assert rules.recall_shortfall_consecutive_months == 2
+    assert DEFAULT.attendance_rules().annual_leave_limit_days == 30
+    assert rules.recall_unexcused_absences == 3
+    assert rules.recall_annual_grades == ("incompetent",)
+    assert rules.recall_quarterly_grades == ("poor",)
+    assert rules.recall_average_consecutive_quarters == 2
+    assert rules.recall_on_sanction is True
+    assert (rules.recall_ban_years, rules.recall_barred_pools) == (3, ("reserve", "promote"))
+    assert rules.publicise_red_lists_in_term == 2
+    assert rules.publicise_villager_satisfaction_min == 95
+    assert rules.annual_below("basically_competent", "competent")
+    assert not rules.annual_below("excellent", "competent")
+
+
+def test_a_second_jurisdiction_differs_from_the_reference_pack() -> None:
+    """Liangshan (5134) counts 200 days a year and lets the township approve 5 days."""
+    book = PolicyBook.load(POLICIES)
+    liangshan = book.in_force("513427", date(2025, 3, 1))
+    assert liangshan.version == "liangshan-2025"
+    assert (
+        liangshan.attendance_rules().minimum_days,
+        liangshan.attendance_rules().minimum_period,
+    ) == (
+        200,
+        "year",
+    )
+    assert liangshan.attendance_rules().township_leave_approval_max_days == 5
+    # A January close of a cadre in post all month: ceil(200 x 31 / 365) = 17 days.
+    assert (
+        liangshan.attendance_rules().required_days(
+            31, liangshan.attendance_rules().period_days(2025, 1)
+        )
+        == 17
+    )
+    # Before it takes effect, and elsewhere, the reference pack applies.
+    assert book.in_force("513427", date(2024, 12, 31)).version == "reference-2021"
+    assert book.in_force("530326", date(2025, 3, 1)).version == "reference-2021"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"recall_annual_grades": ["terrible"]}, "recall_annual_grades"),
+        ({"recall_ban_years": -1}, "recall_ban_years"),
+        ({"recall_barred_pool": ["reserve"]}, "recall_barred_pool"),  # misspelt key
+        ({"recall_barred_pools": ["fame"]}, "recall_barred_pools"),
+    ],
+)
+def test_a_broken_decisions_section_fails_with_the_file_and_the_field(
+    tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    text = (POLICIES / "reference-2021.toml").read_text()
+    section = DEFAULT.decision_rules().model_dump() | change
+    broken = (
+        text.split("[decisions]")[0]
+        + "[decisions]\n"
+        + "\n".join(f"{key} = {json.dumps(value)}" for key, value in section.items())
+    )
+    path = tmp_path / "broken.toml"
+    path.write_text(broken)
+    with pytest.raises(PolicyFileError) as raised:
+        load_pack(path)
+    assert str(path) in str(raised.value)
+    assert message in str(raised.value)
 
 
 BOOK = PolicyBook(
@@ -73,13 +142,14 @@ BOOK = PolicyBook(
 @pytest.mark.parametrize(
     ("jurisdiction", "on", "expected"),
     [
-        ("110101", date(2025, 6, 1), "default-2025"),  # Beijing: no pack of its own
+        ("110101", date(2025, 6, 1), "reference-2021"),  # Beijing: no pack of its own
         ("532301", date(2025, 6, 1), "yn-2023"),  # Yunnan, before yn-2025 takes effect
         ("532301", date(2025, 7, 1), "yn-2025"),  # latest effective date not after the day
         ("530102", date(2025, 12, 31), "km-2024"),  # the city is more specific than Yunnan
         ("530102", date(2026, 1, 1), "xs-2026"),  # the county pack, from its first day
         ("530103", date(2026, 1, 1), "km-2024"),  # a sibling county keeps the city's pack
-        ("532301", date(2023, 4, 30), None),  # nothing in force yet
+        ("532301", date(2023, 4, 30), "reference-2021"),  # before Yunnan's first pack
+        ("532301", date(2020, 12, 31), None),  # nothing in force yet
     ],
 )
 def test_most_specific_jurisdiction_then_latest_date(
@@ -109,7 +179,7 @@ def test_ambiguous_books_are_refused() -> None:
 
 
 def test_bad_pack_files_name_the_file(tmp_path: Path) -> None:
-    text = (POLICIES / "default-2025.toml").read_text(encoding="utf-8")
+    text = (POLICIES / "reference-2021.toml").read_text(encoding="utf-8")
     (tmp_path / "typo.toml").write_text(
         text.replace("team_size_max", "team_size_maximum"), encoding="utf-8"
     )

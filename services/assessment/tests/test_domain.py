@@ -110,7 +110,7 @@ from zhucun.shared.policy import PolicyPack, load_pack
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
-PACK = load_pack(ROOT / "policies" / "default-2025.toml")
+PACK = load_pack(ROOT / "policies" / "reference-2021.toml")
 RULES = PACK.assessment_rules()
 COUNTY = "530102"
 QUARTER = "2025-Q2"

@@ -98,7 +98,7 @@ from zhucun.shared.policy import PolicyPack, load_pack
 pytestmark = pytest.mark.unit
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
-PACK = load_pack(POLICIES / "default-2025.toml")
+PACK = load_pack(POLICIES / "reference-2021.toml")
 CADRE = "c1"
 FENCE = Geofence(latitude=25.04, longitude=102.71, radius_m=1000)
 POST = Post(
@@ -981,7 +981,7 @@ def test_twenty_days_present_in_a_full_month_is_compliant() -> None:
         "unexcused_absences": 0,
     }
     assert closed.compliant
-    assert closed.policy_version == "default-2025"
+    assert closed.policy_version == "reference-2021"
     short = closed_by("2025-03", *present_on(days_of("2025-03", *range(1, 16))))
     assert (short.in_village_days, short.shortfall) == (15, 5)
 

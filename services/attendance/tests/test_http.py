@@ -354,7 +354,7 @@ def test_a_scripted_month_closes_with_the_expected_figures(
         "shortfall": 0,
         "spot_checks": 1,
         "unexcused_absences": 1,
-        "policy_version": "default-2025",
+        "policy_version": "reference-2021",
     }
     assert {k: month[k] for k in expected} == expected
 

@@ -326,7 +326,7 @@ def test_assign_first_secretary_records_term_and_policy() -> None:
     assert event.role is Role.FIRST_SECRETARY
     assert event.kind is AssignmentKind.INITIAL
     assert event.term_end == date(2027, 4, 1)  # the pack's 24 months
-    assert event.policy_version == "default-2025"
+    assert event.policy_version == "reference-2021"
     assert event.warnings == ()
     assert event.kafka_key() == "c1"
 
@@ -411,7 +411,7 @@ def test_round_closes_only_with_teams_within_bounds() -> None:
         when(too_small, CloseRound(round_id="r1", closed_on=date(2025, 5, 1)))
     [closed] = when(given(*staffed_team()), CloseRound(round_id="r1", closed_on=date(2025, 5, 1)))
     assert isinstance(closed, RoundClosed)
-    assert closed.policy_version == "default-2025"
+    assert closed.policy_version == "reference-2021"
 
 
 def test_large_monitored_village_needs_one_plus_four() -> None:
@@ -528,7 +528,7 @@ def test_township_leader_needs_three_cadres_on_post() -> None:
     assert event.term_end == date(2026, 6, 1)
     assert event.cadres_in_township == 3
     assert event.assignment_id == "a1"
-    assert event.policy_version == "default-2025"
+    assert event.policy_version == "reference-2021"
 
 
 def test_township_leader_one_at_a_time_and_from_the_township() -> None:

@@ -42,7 +42,7 @@ def test_assignment_round_trips_through_the_registry_with_its_warnings() -> None
         term_start=date(2025, 4, 1),
         term_end=date(2027, 4, 1),
         warnings=(RuleWarning(code="no_age_mix", message="一老一新"),),
-        policy_version="default-2025",
+        policy_version="reference-2021",
     )
     data = event.to_data()
     assert data["warnings"] == [{"code": "no_age_mix", "message": "一老一新"}]

@@ -149,7 +149,7 @@ def test_candidates_exclude_cadres_on_post_or_already_sent_in_the_round() -> Non
                 kind=AssignmentKind.INITIAL,
                 term_start=date(2025, 4, 1),
                 term_end=date(2027, 4, 1),
-                policy_version="default-2025",
+                policy_version="reference-2021",
             ),
         ],
     )

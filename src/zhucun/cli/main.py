@@ -162,6 +162,7 @@ CONTRACT_MODULES = (
     "zhucun.dispatch.contract",
     "zhucun.attendance.contract",
     "zhucun.assessment.contract",
+    "zhucun.projections.contract",
 )
 
 

@@ -84,13 +84,17 @@ def create_service_app(
     source: str,
     version: str = "0.1.0",
     projections: Sequence[Projection] = (),
+    store_schema: str | None = None,
 ) -> FastAPI:
     """An HTTP app with the service runtime in its lifespan.
 
     ``topic`` is the service's event topic (its store is published there); ``None`` for a
     service that only reads (the projections). ``projections`` are read models the service
     keeps from other topics (e.g. attendance's replica of dispatch), each consumed by a
-    supervised ``ProjectionRunner`` into the service's database.
+    supervised ``ProjectionRunner`` into the service's database; a projection with a
+    ``schema`` attribute keeps its runtime tables (offsets, counts) there, beside its read
+    model, so it can be rebuilt and switched alone. ``store_schema``: the schema of the
+    event store (default: the settings' schema).
     """
     runtime = ServiceRuntime(settings)
     registry = CollectorRegistry()
@@ -113,7 +117,7 @@ def create_service_app(
                 settings.kafka,
                 [event_topic(topic, settings.kafka), dlq_topic(topic, settings.kafka)],
             )
-            runtime.store = EventStore(runtime.pool, schema=pg.schema_name)
+            runtime.store = EventStore(runtime.pool, schema=store_schema or pg.schema_name)
             await runtime.store.migrate()
             runtime.relay = Relay(
                 runtime.store, runtime.broker, topic=topic, source=source, registry=registry
@@ -128,7 +132,7 @@ def create_service_app(
                 runtime.pool,
                 projection,
                 settings.kafka,
-                schema=pg.schema_name,
+                schema=getattr(projection, "schema", pg.schema_name),
                 dead_letters=dead_letters,
                 metrics=registry,
             )

@@ -286,13 +286,20 @@ class EventStore:
             raise ValueError("append needs at least one event")
         return await self.append_streams([StreamWrite(stream_id, events, expected_version)])
 
-    async def append_streams(self, writes: Sequence[StreamWrite]) -> AppendResult:
+    async def append_streams(
+        self, writes: Sequence[StreamWrite], *, conn: asyncpg.Connection | None = None
+    ) -> AppendResult:
         """Append to several streams in one transaction: all or nothing.
 
         Each write names the version its stream must still be at. A write without events is
         a *guard*: nothing is appended to that stream, but the append fails with
         ``WrongExpectedVersion`` if it moved (a decision that read two streams and writes one
         stays consistent with both). Events are positioned in the order of ``writes``.
+
+        ``conn``: append on this connection, inside the transaction it is in (a savepoint),
+        so the events commit or roll back with the caller's other writes (a projection that
+        publishes what it decides). The append lock is then held until the caller commits;
+        keep such transactions short.
         """
         if not any(write.events for write in writes):
             raise ValueError("append needs at least one event")
@@ -305,15 +312,20 @@ class EventStore:
             raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
         payloads = [new.event.to_data() for _, new in new_events]
         for _ in range(_APPEND_ATTEMPTS):
-            async with self.pool.acquire() as conn:
+            if conn is not None:
                 outcome = await self._try_append(conn, writes, new_events, payloads, ids, streams)
+            else:
+                async with self.pool.acquire() as acquired:
+                    outcome = await self._try_append(
+                        acquired, writes, new_events, payloads, ids, streams
+                    )
             if outcome is not None:
                 return outcome
         raise WrongExpectedVersion(streams[0], ANY_VERSION, -1)  # pragma: no cover
 
     async def _try_append(
         self,
-        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         writes: Sequence[StreamWrite],
         new_events: list[tuple[StreamWrite, NewEvent]],
         payloads: list[JsonObject],
@@ -419,7 +431,9 @@ class EventStore:
         )
 
     async def _stored_count(
-        self, conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record], ids: list[UUID]
+        self,
+        conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        ids: list[UUID],
     ) -> int:
         value = await conn.fetchval(
             f"SELECT count(*) FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
@@ -428,7 +442,7 @@ class EventStore:
 
     async def _replay(
         self,
-        conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
+        conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy[asyncpg.Record],
         new_events: list[tuple[StreamWrite, NewEvent]],
         payloads: list[JsonObject],
         ids: list[UUID],

@@ -10,13 +10,21 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from zhucun.projections.audit import AuditTrail
+from zhucun.projections.decisions import events as decisions
+from zhucun.projections.decisions.http import DECISIONS_SCHEMA
+from zhucun.projections.decisions.http import router as decisions_router
+from zhucun.projections.decisions.projection import DecisionsProjection
 from zhucun.projections.http import router
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
-#: The projections only read: they consume the other services' topics and own no event store.
-TOPIC: str | None = None
+#: The read side publishes what it decides (recall decisions) from its own event store.
+TOPIC = decisions.TOPIC
 SOURCE = "/zhucun/projections"
+#: Schemas of the projections database: the audit trail in the settings' schema (``public``),
+#: the decisions read model and the decisions' event store each in their own, so either read
+#: model can be rebuilt and switched alone (``zhucun replay``).
+STORE_SCHEMA = "decision_store"
 
 
 class ProjectionsSettings(ServiceSettings):
@@ -34,8 +42,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="Zhucun projections (用)",
         topic=TOPIC,
         source=SOURCE,
-        # The audit trail (一人一档) of dispatch, attendance and assessment events.
-        projections=[AuditTrail(schema)],
+        projections=[
+            # The audit trail (一人一档) of dispatch, attendance and assessment events.
+            AuditTrail(schema),
+            # Recall decisions and promotion pools (用), published on decisions.events.v1.
+            DecisionsProjection(
+                DECISIONS_SCHEMA, store_schema=STORE_SCHEMA, policies_dir=settings.policies_dir
+            ),
+        ],
+        store_schema=STORE_SCHEMA,
     )
     app.include_router(router)
+    app.include_router(decisions_router)
     return app

@@ -1,0 +1,1 @@
+"""Recall decisions and promotion pools (用): rules, projection, lifecycle, HTTP edge."""
