@@ -112,11 +112,21 @@ def create_service_app(
         checks = app.state.readiness_checks
         checks["postgres"] = postgres_ready(runtime.pool)
         checks["kafka"] = kafka_ready(partial(runtime.broker.ping, timeout=2.0))
+        # Its own topic, and those its projections read with their dead-letter topics: a
+        # read model may start before the service it follows has published anything. (With
+        # operator-managed topics, e.g. Strimzi's KafkaTopic, they exist and only need
+        # DESCRIBE.)
+        own = {topic} if topic is not None else set()
+        topics = sorted(own | {name for p in projections for name in p.topics})
+        await ensure_topics(
+            settings.kafka,
+            [
+                spec
+                for name in topics
+                for spec in (event_topic(name, settings.kafka), dlq_topic(name, settings.kafka))
+            ],
+        )
         if topic is not None:
-            await ensure_topics(
-                settings.kafka,
-                [event_topic(topic, settings.kafka), dlq_topic(topic, settings.kafka)],
-            )
             runtime.store = EventStore(runtime.pool, schema=store_schema or pg.schema_name)
             await runtime.store.migrate()
             runtime.relay = Relay(

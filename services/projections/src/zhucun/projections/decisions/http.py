@@ -206,7 +206,7 @@ def _decision(row: asyncpg.Record, evidence: dict[str, Evidence]) -> RecallDecis
         status_event_id=row["status_event"],
         dismissal_reason=row["status_note"],
         evidence_event_ids=ids,
-        evidence=[evidence[i] for i in ids if i in evidence],
+        evidence=_in_order(ids, evidence),
     )
 
 
@@ -225,8 +225,13 @@ def _entry(row: asyncpg.Record, evidence: dict[str, Evidence]) -> PoolEntry:
         status_reason=row["status_reason"],
         status_evidence=row["status_evidence"],
         evidence_event_ids=ids,
-        evidence=[evidence[i] for i in ids if i in evidence],
+        evidence=_in_order(ids, evidence),
     )
+
+
+def _in_order(ids: list[str], evidence: dict[str, Evidence]) -> list[Evidence]:
+    """The evidence found, in business-date order."""
+    return sorted((evidence[i] for i in ids if i in evidence), key=lambda e: (e.on, e.event_id))
 
 
 def _ids(rows: list[asyncpg.Record]) -> set[str]:

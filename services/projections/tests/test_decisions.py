@@ -1,0 +1,277 @@
+"""Recall decisions end to end, against the real Kafka and PostgreSQL with the real dispatch
+and attendance services upstream: two months closed short make a rule-1 decision, published
+on ``decisions.events.v1``; dispatch's recall citing it moves it to executed; an org_admin
+dismisses another; the refusals of the dismissal command."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from zhucun.attendance.app import create_app as create_attendance
+from zhucun.dispatch.app import create_app as create_dispatch
+from zhucun.projections.app import create_app as create_projections
+from zhucun.projections.decisions.rules import decision_id
+from zhucun.shared.auth import mint_token
+from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
+from zhucun.shared.testing import read_topic
+
+pytestmark = pytest.mark.integration
+
+AUTH = AuthSettings()
+FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
+
+
+def bearer(role: str, **claims: str) -> dict[str, str]:
+    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
+    return {"Authorization": f"Bearer {token}"}
+
+
+def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
+    return ServiceSettings(
+        service_name=name,
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
+        postgres=PostgresSettings(dsn=SecretStr(dsn)),
+    )
+
+
+def wait_for(read: Callable[[], Any], ready: Callable[[Any], bool], seconds: float = 40) -> Any:
+    """Poll a read until the projections have caught up (they follow Kafka)."""
+    deadline = time.monotonic() + seconds
+    value = read()
+    while not ready(value) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        value = read()
+    assert ready(value), value
+    return value
+
+
+@pytest.fixture
+def system(
+    kafka_bootstrap: str, make_database: Callable[[], str]
+) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
+    with (
+        TestClient(create_dispatch(settings("dispatch", kafka_bootstrap, make_database()))) as d,
+        TestClient(
+            create_attendance(settings("attendance", kafka_bootstrap, make_database()))
+        ) as a,
+        TestClient(
+            create_projections(settings("projections", kafka_bootstrap, make_database()))
+        ) as p,
+    ):
+        yield d, a, p
+
+
+def test_recall_decisions_recommended_executed_and_dismissed(
+    system: tuple[TestClient, TestClient, TestClient], kafka_bootstrap: str
+) -> None:
+    dispatch, attendance, projections = system
+    county = f"53{random.randint(1000, 9999)}"
+    suffix = uuid.uuid4().hex[:8]
+    village, team = f"v-{suffix}", f"team-{suffix}"
+    cadres = [f"c{n}-{suffix}" for n in range(1, 4)]
+    admin = bearer("org_admin", county=county)
+
+    def post(client: TestClient, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = client.post(path, json=body, headers=admin)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    post(
+        dispatch,
+        f"/counties/{county}/villages",
+        {
+            "village_id": village,
+            "name": "村",
+            "township": "t1",
+            "categories": ["key_assistance"],
+            "geofence": FENCE,
+            "households": 120,
+            "monitored_population": 10,
+        },
+    )
+    for cadre_id in cadres:
+        post(
+            dispatch,
+            f"/counties/{county}/cadres",
+            {
+                "cadre_id": cadre_id,
+                "sending_unit": "市农业农村局",
+                "unit_kind": "line_department",
+                "unit_level": "city",
+                "birth_year": 1984,
+                "party_member_since": "2008-07-01",
+                "rural_experience_years": 2,
+                "skills": [],
+            },
+        )
+    post(
+        dispatch,
+        f"/counties/{county}/rounds",
+        {"round_id": "r", "name": "2025", "opened_on": "2025-01-01"},
+    )
+    post(
+        dispatch,
+        f"/counties/{county}/teams",
+        {
+            "team_id": team,
+            "round_id": "r",
+            "village_id": village,
+            "formed_on": "2025-01-01",
+        },
+    )
+    for n, cadre_id in enumerate(cadres):
+        post(
+            dispatch,
+            f"/counties/{county}/assignments",
+            {
+                "assignment_id": f"a-{cadre_id}",
+                "team_id": team,
+                "cadre_id": cadre_id,
+                "role": "first_secretary" if n == 0 else "member",
+                "term_start": "2025-01-01",
+            },
+        )
+
+    # Nobody reported any presence in January and February: both closes are short of the
+    # required days (rule 1, two consecutive months), once attendance's replica knows them.
+    def close(month: str) -> Any:
+        response = attendance.post(f"/counties/{county}/months/{month}/close", headers=admin)
+        return response.json() if response.status_code == 200 else {"cadres": []}
+
+    for month in ("2025-01", "2025-02"):
+        result = wait_for(
+            lambda m=month: close(m), lambda r: r.get("closed", 0) + r.get("already_closed", 0) == 3
+        )  # type: ignore[misc]
+        assert result["refused"] == 0
+
+    def decisions_of(cadre_id: str) -> Any:
+        response = projections.get(f"/cadres/{cadre_id}/decisions", headers=admin)
+        return response.json() if response.status_code == 200 else {"decisions": []}
+
+    first, second, third = cadres
+    expected = decision_id(first, 1, "2025-02")
+    view = wait_for(lambda: decisions_of(first), lambda v: len(v["decisions"]) == 1)
+    (decision,) = view["decisions"]
+    assert decision["decision_id"] == expected
+    assert (decision["rule"], decision["key"], decision["status"]) == (1, "2025-02", "recommended")
+    assert decision["triggered_on"] == "2025-02-28"
+    assert decision["policy_version"] == "reference-2021"
+    assert decision["county"] == county
+    assert [e["period"] for e in decision["evidence"]] == ["2025-01", "2025-02"]
+    assert all(e["kind"] == "month_close" and e["shortfall"] > 0 for e in decision["evidence"])
+    assert "2 consecutive closed months" in decision["reason"]
+
+    # The county's open decisions list all three.
+    listed = wait_for(
+        lambda: projections.get(f"/counties/{county}/decisions", headers=admin).json(),
+        lambda body: len(body["items"]) == 3,
+    )
+    assert {d["cadre_id"] for d in listed["items"]} == set(cadres)
+
+    # Dispatch recalls the first cadre citing the decision: the decision becomes executed.
+    post(
+        dispatch,
+        f"/counties/{county}/assignments/a-{first}/recall",
+        {
+            "assignment_id": f"a-{first}",
+            "reason": "two months short",
+            "decision_id": expected,
+            "recalled_on": "2025-03-05",
+        },
+    )
+    view = wait_for(
+        lambda: decisions_of(first), lambda v: v["decisions"][0]["status"] == "executed"
+    )
+    assert view["decisions"][0]["status_on"] == "2025-03-05"
+
+    # An org_admin dismisses the second cadre's decision after review.
+    dismissed_id = decision_id(second, 1, "2025-02")
+    response = projections.post(
+        f"/decisions/{dismissed_id}/dismiss", json={"reason": "hospitalised"}, headers=admin
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["duplicate"] is False
+    view = wait_for(
+        lambda: decisions_of(second), lambda v: v["decisions"][0]["status"] == "dismissed"
+    )
+    assert view["decisions"][0]["dismissal_reason"] == "hospitalised"
+    # The same dismissal again changes nothing; another reason, or an executed one, is refused.
+    again = projections.post(
+        f"/decisions/{dismissed_id}/dismiss", json={"reason": "hospitalised"}, headers=admin
+    )
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    other = projections.post(
+        f"/decisions/{dismissed_id}/dismiss", json={"reason": "changed mind"}, headers=admin
+    )
+    assert other.status_code == 409
+    assert other.json()["type"].endswith("decisions/already-dismissed")
+    executed = projections.post(
+        f"/decisions/{expected}/dismiss", json={"reason": "too late"}, headers=admin
+    )
+    assert executed.status_code == 409
+    assert executed.json()["type"].endswith("decisions/already-executed")
+    # Outside the county, or as an auditor: refused; unknown decision: 404; no reason: 422.
+    elsewhere = bearer("org_admin", county="530000")
+    third_id = decision_id(third, 1, "2025-02")
+    assert (
+        projections.post(
+            f"/decisions/{third_id}/dismiss", json={"reason": "x"}, headers=elsewhere
+        ).status_code
+        == 403
+    )
+    auditor = bearer("auditor")
+    assert (
+        projections.post(
+            f"/decisions/{third_id}/dismiss", json={"reason": "x"}, headers=auditor
+        ).status_code
+        == 403
+    )
+    assert projections.get(f"/decisions/{third_id}", headers=auditor).status_code == 200
+    assert (
+        projections.post("/decisions/nope/dismiss", json={"reason": "x"}, headers=admin).status_code
+        == 404
+    )
+    assert (
+        projections.post(f"/decisions/{third_id}/dismiss", json={}, headers=admin).status_code
+        == 422
+    )
+    open_now = projections.get(f"/counties/{county}/decisions", headers=admin).json()
+    assert [d["cadre_id"] for d in open_now["items"]] == [third]
+
+    # What downstream systems see on decisions.events.v1: each decision recommended once,
+    # the execution and the dismissal, keyed by cadre, with the evidence ids.
+    def published() -> list[Any]:
+        records = asyncio.run(read_topic(kafka_bootstrap, "decisions.events.v1"))
+        return [r for r in records if r.event.data.get("cadre_id") in cadres]
+
+    records = wait_for(published, lambda rs: len(rs) == 5)
+    types = sorted((r.event.data["cadre_id"], r.event.event_type) for r in records)
+    assert types == sorted(
+        [
+            (first, "decisions.RecallRecommended"),
+            (first, "decisions.RecallExecuted"),
+            (second, "decisions.RecallRecommended"),
+            (second, "decisions.RecallDismissed"),
+            (third, "decisions.RecallRecommended"),
+        ]
+    )
+    assert all(r.key == r.event.data["cadre_id"].encode() for r in records)
+    recommended = next(
+        r
+        for r in records
+        if r.event.event_type == "decisions.RecallRecommended" and r.event.data["cadre_id"] == first
+    )
+    assert recommended.event.data["decision_id"] == expected
+    assert sorted(recommended.event.data["evidence"]) == sorted(
+        e["event_id"] for e in decision["evidence"]
+    )
