@@ -6,17 +6,21 @@ dismisses another; the refusals of the dismissal command."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from typer.testing import CliRunner
 
 from zhucun.attendance.app import create_app as create_attendance
+from zhucun.cli.main import app as cli
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
 from zhucun.projections.decisions.rules import decision_id
@@ -27,6 +31,7 @@ from zhucun.shared.testing import read_topic
 pytestmark = pytest.mark.integration
 
 AUTH = AuthSettings()
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
 
 
@@ -55,8 +60,13 @@ def wait_for(read: Callable[[], Any], ready: Callable[[Any], bool], seconds: flo
 
 
 @pytest.fixture
+def projections_dsn(make_database: Callable[[], str]) -> str:
+    return make_database()
+
+
+@pytest.fixture
 def system(
-    kafka_bootstrap: str, make_database: Callable[[], str]
+    kafka_bootstrap: str, make_database: Callable[[], str], projections_dsn: str
 ) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
     with (
         TestClient(create_dispatch(settings("dispatch", kafka_bootstrap, make_database()))) as d,
@@ -64,14 +74,17 @@ def system(
             create_attendance(settings("attendance", kafka_bootstrap, make_database()))
         ) as a,
         TestClient(
-            create_projections(settings("projections", kafka_bootstrap, make_database()))
+            create_projections(settings("projections", kafka_bootstrap, projections_dsn))
         ) as p,
     ):
         yield d, a, p
 
 
-def test_recall_decisions_recommended_executed_and_dismissed(
-    system: tuple[TestClient, TestClient, TestClient], kafka_bootstrap: str
+def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
+    system: tuple[TestClient, TestClient, TestClient],
+    kafka_bootstrap: str,
+    projections_dsn: str,
+    tmp_path: Path,
 ) -> None:
     dispatch, attendance, projections = system
     county = f"53{random.randint(1000, 9999)}"
@@ -275,3 +288,56 @@ def test_recall_decisions_recommended_executed_and_dismissed(
     assert sorted(recommended.event.data["evidence"]) == sorted(
         e["event_id"] for e in decision["evidence"]
     )
+
+    # What-if: the same history under a pack that wants 3 short months in a row. None of the
+    # three would have been recalled; the live model is untouched.
+    reference = (POLICIES / "reference-2021.toml").read_text()
+    stricter = reference.replace('version = "reference-2021"', 'version = "what-if-3"').replace(
+        "recall_shortfall_consecutive_months = 2", "recall_shortfall_consecutive_months = 3"
+    )
+    policy = tmp_path / "what-if-3.toml"
+    policy.write_text(stricter)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "what-if",
+            "--policy",
+            str(policy),
+            "--dsn",
+            projections_dsn,
+            "--bootstrap",
+            kafka_bootstrap,
+            "--json",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["pack"] == "what-if-3"
+    mine = [d for d in report["decisions"] if d["cadre_id"] in cadres]
+    assert sorted((d["change"], d["cadre_id"], d["live"], d["what_if"]) for d in mine) == [
+        ("removed", first, "executed", None),
+        ("removed", second, "dismissed", None),
+        ("removed", third, "recommended", None),
+    ]
+    assert "Recall decisions that differ" in result.output
+    live = projections.get(f"/counties/{county}/decisions", headers=admin).json()
+    assert [d["cadre_id"] for d in live["items"]] == [third]
+    # A broken pack is refused with the file and the field.
+    broken = tmp_path / "broken.toml"
+    broken.write_text(stricter.replace("recall_ban_years = 3", "recall_ban_years = -3"))
+    refused = CliRunner().invoke(
+        cli,
+        [
+            "what-if",
+            "--policy",
+            str(broken),
+            "--dsn",
+            projections_dsn,
+            "--bootstrap",
+            kafka_bootstrap,
+        ],
+    )
+    assert refused.exit_code != 0
+    assert "recall_ban_years" in refused.output

@@ -395,10 +395,14 @@ def _projections() -> dict[str, tuple[str, Callable[[str], Projection]]]:
     from zhucun.attendance.facts import AttendanceFactsReplica
     from zhucun.attendance.replica import dispatch_replica
     from zhucun.dispatch.replica import DispatchReplica
+    from zhucun.projections.app import STORE_SCHEMA
     from zhucun.projections.audit import AuditTrail
+    from zhucun.projections.decisions.projection import DecisionsProjection
 
     return {
         "audit-trail": ("projections", AuditTrail),
+        # Publishes (idempotently) to the decisions' store what the rebuilt model decides.
+        "decisions": ("projections", partial(DecisionsProjection, store_schema=STORE_SCHEMA)),
         "attendance-dispatch-replica": ("attendance", dispatch_replica),
         # partial, not lambdas: a rebuild with --workers pickles the factory for each worker.
         "assessment-dispatch-replica": (
@@ -428,8 +432,8 @@ def replay(
     projection: Annotated[
         str,
         typer.Argument(
-            help="audit-trail, attendance-dispatch-replica, assessment-dispatch-replica or "
-            "assessment-attendance-facts."
+            help="audit-trail, decisions, attendance-dispatch-replica, "
+            "assessment-dispatch-replica or assessment-attendance-facts."
         ),
     ],
     as_of: Annotated[
@@ -451,7 +455,12 @@ def replay(
     bootstrap: Annotated[
         str | None, typer.Option(help="Kafka bootstrap servers; default: the local demo's.")
     ] = None,
-    schema: Annotated[str, typer.Option(help="The live schema of the read model.")] = "public",
+    schema: Annotated[
+        str | None,
+        typer.Option(
+            help="The live schema of the read model (default: public; decisions: decisions)."
+        ),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Worker processes for the rebuild.", min=1)] = 1,
 ) -> None:
     """Rebuild a read model from offset zero into a fresh schema while the live one keeps
@@ -467,6 +476,7 @@ def replay(
     if as_of is not None and offsets is not None:
         raise typer.BadParameter("give --as-of or --offsets, not both")
     database, make = known[projection]
+    schema = schema or (projection if projection == "decisions" else "public")
     target = dsn or local_dsn(database)
     if target is None:
         raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
