@@ -53,6 +53,7 @@ from zhucun.projections.audit import (
     summarize,
     union_registry,
 )
+from zhucun.projections.decisions import events as decisions
 from zhucun.shared.auth import mint_token
 from zhucun.shared.envelope import RecordedEvent
 from zhucun.shared.events import DomainEvent
@@ -65,7 +66,7 @@ from zhucun.shared.testing import PublishedEvent, read_topic
 AUTH = AuthSettings()
 FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
 INSIDE = {"latitude": 25.045, "longitude": 102.71}  # ~556 m north of the centre
-REGISTRIES = [dispatch.registry, attendance.registry, assessment.registry]
+REGISTRIES = [dispatch.registry, attendance.registry, assessment.registry, decisions.registry]
 
 
 # --- unit: summaries -----------------------------------------------------------------------

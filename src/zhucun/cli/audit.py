@@ -26,8 +26,15 @@ from zhucun.shared.store import EventStore, VerificationReport, create_pool
 if TYPE_CHECKING:
     from zhucun.shared.projection import Projection
 
-#: The services with an event store, in the order they are checked.
-STORE_SERVICES = ("dispatch", "attendance", "assessment")
+#: The services with an event store, in the order they are checked: name -> (database, schema
+#: of the store; ``None``: the --schema option). The read side keeps the recall decisions it
+#: publishes in a store of its own.
+STORE_SERVICES: dict[str, tuple[str, str | None]] = {
+    "dispatch": ("dispatch", None),
+    "attendance": ("attendance", None),
+    "assessment": ("assessment", None),
+    "decisions": ("projections", "decision_store"),
+}
 PROJECTIONS_DATABASE = "projections"
 
 stdout = Console()
@@ -48,7 +55,7 @@ def local_dsn(database: str) -> str | None:
 def parse_stores(stores: list[str]) -> dict[str, str]:
     """``NAME=DSN`` options, or the local demo's stores."""
     if not stores:
-        found = {name: local_dsn(name) for name in STORE_SERVICES}
+        found = {name: local_dsn(database) for name, (database, _) in STORE_SERVICES.items()}
         missing = [name for name, dsn in found.items() if dsn is None]
         if missing:
             raise typer.BadParameter(
@@ -115,7 +122,7 @@ def verify(
         typer.Option(
             "--store",
             help="NAME=DSN of a service's event store (repeatable); default: the local demo's "
-            "dispatch, attendance and assessment databases.",
+            "dispatch, attendance, assessment and decisions (projections database) stores.",
         ),
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     audit_dsn: Annotated[
@@ -141,7 +148,8 @@ def verify(
     failed = False
     about_cadres: list[str] = []
     for name, dsn in stores.items():
-        report, ids = asyncio.run(_verify_store(dsn, schema))
+        store_schema = STORE_SERVICES.get(name, (name, None))[1] or schema
+        report, ids = asyncio.run(_verify_store(dsn, store_schema))
         about_cadres.extend(ids)
         if report.ok:
             verdict = "[green]intact[/]"
@@ -180,7 +188,14 @@ def verify(
 
 #: The databases that keep projections (read models and replicas) by default.
 PROJECTION_DATABASES = ("attendance", "assessment", "projections")
-EVENT_TOPICS = ("dispatch.events.v1", "attendance.events.v1", "assessment.events.v1")
+EVENT_TOPICS = (
+    "dispatch.events.v1",
+    "attendance.events.v1",
+    "assessment.events.v1",
+    "decisions.events.v1",
+)
+#: Read models kept in a schema of their own, looked up besides --schema.
+OWN_SCHEMAS = ("decisions",)
 
 
 @dataclass(frozen=True)
@@ -291,7 +306,8 @@ def status(
     statuses = [
         s
         for name, dsn in databases.items()
-        for s in asyncio.run(_projection_status(name, dsn, schema))
+        for where in dict.fromkeys((schema, *OWN_SCHEMAS))
+        for s in asyncio.run(_projection_status(name, dsn, where))
     ]
     topics = sorted({topic for s in statuses for topic, _ in s.offsets} | set(EVENT_TOPICS))
     ends = asyncio.run(_end_offsets(servers, [*topics, *(f"{t}.dlq" for t in topics)]))

@@ -1,7 +1,8 @@
-"""The audit trail (一人一档): every event about a cadre, from all three services, in one file.
+"""The audit trail (一人一档): every event about a cadre, from every service, in one file.
 
 :class:`AuditTrail` is a projection (``zhucun.shared.projection``) of ``dispatch.events.v1``,
-``attendance.events.v1`` and ``assessment.events.v1`` into the table ``audit_trail``: one row
+``attendance.events.v1``, ``assessment.events.v1`` and ``decisions.events.v1`` (the recall
+decisions the read side derived about the cadre) into the table ``audit_trail``: one row
 per event *and* cadre it concerns, with the event's full envelope (where it was published,
 its stream and positions, business and recorded time, actor, correlation and causation ids,
 its hash-chain link), a short readable ``summary`` and the event's data as published.
@@ -48,13 +49,15 @@ from pydantic import BaseModel, ConfigDict
 from zhucun.assessment import events as assessment
 from zhucun.attendance import events as attendance
 from zhucun.dispatch import events as dispatch
+from zhucun.projections.decisions import events as decisions
 from zhucun.shared.events import DomainEvent, EventRegistry, JsonObject, UnknownEventType
 from zhucun.shared.projection import Delivery
 
 DISPATCH_TOPIC = "dispatch.events.v1"
 ATTENDANCE_TOPIC = "attendance.events.v1"
 ASSESSMENT_TOPIC = "assessment.events.v1"
-TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC)
+DECISIONS_TOPIC = decisions.TOPIC
+TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
 #: Calendar days (``since``, ``until``, an ``as_of`` date) are China's.
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -83,7 +86,7 @@ COLUMNS = (
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
 
 
-# --- the union of the three contracts -------------------------------------------------------
+# --- the union of the contracts -----------------------------------------------------------
 
 
 class UnionRegistry(EventRegistry):
@@ -106,7 +109,9 @@ class UnionRegistry(EventRegistry):
 
 
 def union_registry() -> UnionRegistry:
-    return UnionRegistry(dispatch.registry, attendance.registry, assessment.registry)
+    return UnionRegistry(
+        dispatch.registry, attendance.registry, assessment.registry, decisions.registry
+    )
 
 
 # --- summaries ------------------------------------------------------------------------------
@@ -431,6 +436,24 @@ def _(e: assessment.AnnualResultIssued) -> str:
     return f"Annual grade for {e.year}: {_words(e.grade)}{_cap(e.cap)}"
 
 
+@_says(decisions.RecallRecommended)
+def _(e: decisions.RecallRecommended) -> str:
+    return (
+        f"Recall recommended by rule {e.rule} ({e.key}, {e.triggered_on}) under {e.policy_version},"
+        f" on {len(e.evidence)} evidence events"
+    )
+
+
+@_says(decisions.RecallExecuted)
+def _(e: decisions.RecallExecuted) -> str:
+    return f"Recall decision {e.decision_id} executed: recalled on {e.recalled_on}"
+
+
+@_says(decisions.RecallDismissed)
+def _(e: decisions.RecallDismissed) -> str:
+    return f"Recall decision {e.decision_id} dismissed on {e.dismissed_on} after review"
+
+
 # --- the projection -------------------------------------------------------------------------
 
 _CADRE_FIELDS = ("cadre_id", "predecessor_cadre_id", "successor_cadre_id")
@@ -452,7 +475,7 @@ def service_of(source: str) -> str:
 
 
 class AuditTrail:
-    """The projection of the three topics into ``audit_trail`` of ``schema``."""
+    """The projection of the four topics into ``audit_trail`` of ``schema``."""
 
     name = "projections-audit-trail"
     topics: Sequence[str] = TOPICS
