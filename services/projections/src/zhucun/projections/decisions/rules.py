@@ -535,10 +535,11 @@ def _qualifications(
     for evaluation in (f for f in facts if f.kind == "villagers"):
         by_period[evaluation.period].append(evaluation)
     for period, evaluations in sorted(by_period.items()):
-        first = min(evaluations, key=lambda f: f.event_id)
+        # The best evaluation of the period names the county, hence the pack.
+        best = min(evaluations, key=lambda f: (-f.satisfaction, f.event_id))
         on = period_end(period)
-        pack = in_force(first.county, on)
-        if pack is None or first.county is None:
+        pack = in_force(best.county, on)
+        if pack is None or best.county is None:
             continue
         minimum = _rules(pack).publicise_villager_satisfaction_min
         good = [e for e in evaluations if e.satisfaction >= minimum]
@@ -546,7 +547,7 @@ def _qualifications(
             qualify(
                 "publicise",
                 f"villagers:{period}",
-                first.county,
+                best.county,
                 on,
                 good,
                 pack,
