@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import EventStore, VerificationReport, create_pool
 
 if TYPE_CHECKING:
@@ -242,14 +243,13 @@ async def _projection_status(database: str, dsn: str, schema: str) -> list[Proje
         await pool.close()
 
 
-async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+async def _end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[tuple[str, int], int]:
     """End offset of every partition of ``topics`` that exists."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from zhucun.shared.kafka import client_options
-    from zhucun.shared.settings import KafkaSettings
 
-    consumer = AIOKafkaConsumer(**client_options(KafkaSettings(bootstrap_servers=bootstrap)))
+    consumer = AIOKafkaConsumer(**client_options(kafka))
     await consumer.start()
     try:
         known = await consumer.topics()
@@ -263,6 +263,26 @@ async def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+def kafka_settings(bootstrap: str | None) -> KafkaSettings:
+    """Kafka for a command: the ``ZHUCUN_KAFKA__*`` environment (security protocol, SASL,
+    TLS files: what a Job in the cluster is given), with ``--bootstrap`` taking precedence,
+    then the environment's servers, then the local demo's broker."""
+    import os
+
+    from zhucun.shared.settings import ServiceSettings
+
+    configured = ServiceSettings().kafka
+    servers = bootstrap
+    if servers is None and "ZHUCUN_KAFKA__BOOTSTRAP_SERVERS" not in os.environ:
+        servers = local_bootstrap()
+        if servers is None:
+            raise typer.BadParameter(
+                "no --bootstrap, no ZHUCUN_KAFKA__BOOTSTRAP_SERVERS and the local demo's Kafka"
+                " is not running"
+            )
+    return configured.model_copy(update={"bootstrap_servers": servers}) if servers else configured
 
 
 def local_bootstrap() -> str | None:
@@ -300,9 +320,7 @@ def status(
     )
     if not databases:
         raise typer.BadParameter("no --database and the local demo's PostgreSQL is not running")
-    servers = bootstrap or local_bootstrap()
-    if servers is None:
-        raise typer.BadParameter("no --bootstrap and the local demo's Kafka is not running")
+    kafka = kafka_settings(bootstrap)
     statuses = [
         s
         for name, dsn in databases.items()
@@ -310,7 +328,7 @@ def status(
         for s in asyncio.run(_projection_status(name, dsn, where))
     ]
     topics = sorted({topic for s in statuses for topic, _ in s.offsets} | set(EVENT_TOPICS))
-    ends = asyncio.run(_end_offsets(servers, [*topics, *(f"{t}.dlq" for t in topics)]))
+    ends = asyncio.run(_end_offsets(kafka, [*topics, *(f"{t}.dlq" for t in topics)]))
 
     lag = Table(title="Projections: lag per partition")
     for column in ("database", "projection", "topic", "partition", "stored", "end", "lag"):
@@ -414,11 +432,19 @@ def _projections() -> dict[str, tuple[str, Callable[[str], Projection]]]:
     from zhucun.projections.app import STORE_SCHEMA
     from zhucun.projections.audit import AuditTrail
     from zhucun.projections.decisions.projection import DecisionsProjection
+    from zhucun.shared.settings import ServiceSettings
 
     return {
         "audit-trail": ("projections", AuditTrail),
         # Publishes (idempotently) to the decisions' store what the rebuilt model decides.
-        "decisions": ("projections", partial(DecisionsProjection, store_schema=STORE_SCHEMA)),
+        "decisions": (
+            "projections",
+            partial(
+                DecisionsProjection,
+                store_schema=STORE_SCHEMA,
+                policies_dir=ServiceSettings().policies_dir,
+            ),
+        ),
         "attendance-dispatch-replica": ("attendance", dispatch_replica),
         # partial, not lambdas: a rebuild with --workers pickles the factory for each worker.
         "assessment-dispatch-replica": (
@@ -484,7 +510,6 @@ def replay(
     or, with --as-of or --offsets, build it as of that point into a scratch schema for
     auditors to query. Prints the digest of the built model."""
     from zhucun.shared.replay import rebuild, rebuild_as_of
-    from zhucun.shared.settings import KafkaSettings
 
     known = _projections()
     if projection not in known:
@@ -496,10 +521,7 @@ def replay(
     target = dsn or local_dsn(database)
     if target is None:
         raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
-    servers = bootstrap or local_bootstrap()
-    if servers is None:
-        raise typer.BadParameter("no --bootstrap and the local demo's Kafka is not running")
-    kafka = KafkaSettings(bootstrap_servers=servers)
+    kafka = kafka_settings(bootstrap)
 
     async def run() -> Any:
         pool = await create_pool(target, min_size=1, max_size=4)

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zhucun.cli.audit import PROJECTIONS_DATABASE, local_bootstrap, local_dsn
+from zhucun.cli.audit import PROJECTIONS_DATABASE, kafka_settings, local_dsn
 from zhucun.shared.store import create_pool
 
 stdout = Console()
@@ -42,7 +42,7 @@ def what_if(
     why."""
     from zhucun.projections.decisions.whatif import what_if as run_what_if
     from zhucun.shared.policy import PolicyError, load_pack
-    from zhucun.shared.settings import KafkaSettings
+    from zhucun.shared.settings import ServiceSettings
 
     try:
         pack = load_pack(policy)
@@ -53,20 +53,18 @@ def what_if(
     target = dsn or local_dsn(PROJECTIONS_DATABASE)
     if target is None:
         raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
-    servers = bootstrap or local_bootstrap()
-    if servers is None:
-        raise typer.BadParameter("no --bootstrap and the local demo's Kafka is not running")
+    kafka = kafka_settings(bootstrap)
 
     async def run() -> object:
         pool = await create_pool(target, min_size=1, max_size=4)
         try:
             return await run_what_if(
                 pool,
-                KafkaSettings(bootstrap_servers=servers),
+                kafka,
                 pack,
                 live_schema=schema,
                 keep=keep,
-                policies_dir=policy.resolve().parent,
+                policies_dir=ServiceSettings().policies_dir,
             )
         finally:
             await pool.close()

@@ -378,6 +378,18 @@ class DecisionsProjection:
         changed = sorted({row["cadre_id"] for row in inserted})
         if not changed:
             return
+        # Two workers can hold facts of one cadre (a red list is keyed by county, the cadre's
+        # other events by cadre): each locks the cadres it recomputes, in one order, after
+        # inserting its facts, so the second reads the first's committed facts too.
+        await conn.execute(
+            """
+            SELECT pg_advisory_xact_lock(k) FROM (
+                SELECT DISTINCT hashtextextended('zhucun-decisions:' || c, 0) AS k
+                FROM unnest($1::text[]) AS c ORDER BY 1
+            ) AS sorted
+            """,
+            changed,
+        )
         verdicts, dismissals = await self._evaluate(conn, changed)
         await self._write(conn, changed, verdicts, dismissals)
         if self.store is not None:
