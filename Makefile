@@ -14,6 +14,7 @@ demo: bootstrap
 	uv run zhucun services up
 	uv run zhucun infra status
 	uv run zhucun services status
+	uv run zhucun demo
 
 test: bootstrap
 	@status=0; uv run pytest $(ARGS) || status=$$?; \
