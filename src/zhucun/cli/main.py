@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zhucun.cli import audit, decisions, demo
+from zhucun.cli import audit, decisions, demo, simulate
 from zhucun.infra._common import InfraError
 from zhucun.infra.local import ServerStatus
 from zhucun.shared.auth import Role
@@ -39,6 +39,7 @@ app.command("status")(audit.status)
 app.command("export")(audit.export)
 app.command("replay")(audit.replay)
 app.command("what-if")(decisions.what_if)
+app.command("simulate")(simulate.simulate)
 app.command("demo")(demo.demo)
 
 # Progress and errors go to stderr so stdout carries only a command's result.
