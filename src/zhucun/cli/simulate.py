@@ -116,7 +116,8 @@ def simulate(
 
     cal = scenario.calendar
     progress(
-        f"seed {seed}: {cadres} cadres in {len(scenario.counties)} counties "
+        f"seed {seed}: {cadres} cadres in {len(scenario.counties)} "
+        f"count{'y' if len(scenario.counties) == 1 else 'ies'} "
         f"({', '.join(scenario.county_codes[:5])}{'...' if len(scenario.counties) > 5 else ''}),"
         f" term {cal.term_start}..{cal.term_end}, as of {cal.today}"
     )

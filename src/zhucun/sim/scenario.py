@@ -26,7 +26,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -909,8 +909,6 @@ def generate(
 def _deal_sanctions(rng: random.Random, plans: dict[str, CadrePlan], calendar: Calendar) -> None:
     """Rare disciplinary sanctions (recall rule 6): one per 250 cadres, at least one, among
     the absentees and the mediocre, decided in the middle of the term."""
-    from dataclasses import replace
-
     candidates = sorted(
         cadre_id
         for cadre_id, plan in plans.items()

@@ -55,6 +55,8 @@ TOPICS = {
     "assessment": ("assessment.events.v1", "/zhucun/assessment"),
 }
 
+_SOURCES = {service: source.encode() for service, (_, source) in TOPICS.items()}
+
 Progress = Callable[[str], None]
 
 
@@ -217,21 +219,22 @@ class Envelopes:
                 self._heads.pop(item.stream_id, None)  # the month takes nothing more
             else:
                 self._heads[item.stream_id] = (version, digest)
-            source = TOPICS[item.service][1]
+            stream = item.stream_id.encode()
+            at_bytes = at.encode()
             headers = [
                 ("ce_specversion", b"1.0"),
                 ("ce_id", event_id.encode()),
-                ("ce_source", source.encode()),
+                ("ce_source", _SOURCES[item.service]),
                 ("ce_type", event.event_type.encode()),
-                ("ce_subject", item.stream_id.encode()),
-                ("ce_time", at.encode()),
+                ("ce_subject", stream),
+                ("ce_time", at_bytes),
                 ("content-type", b"application/json"),
-                ("ce_stream", item.stream_id.encode()),
+                ("ce_stream", stream),
                 ("ce_streamversion", str(version).encode()),
                 ("ce_position", str(position).encode()),
                 ("ce_schemaversion", str(event.schema_version).encode()),
                 ("ce_partitionkey", key.encode()),
-                ("ce_recordedtime", at.encode()),
+                ("ce_recordedtime", at_bytes),
                 ("ce_correlationid", correlation.encode()),
                 ("ce_prevhash", prev.encode()),
                 ("ce_hash", digest.encode()),
@@ -277,13 +280,19 @@ class _Partitioned:
         self._partitioner = DefaultPartitioner()
         self._batches: dict[tuple[str, int], Any] = {}
         self._pending: list[asyncio.Future[Any]] = []
+        #: (topic, key) -> partition: keys repeat (a cadre's every event), murmur2 is Python.
+        self._slots: dict[tuple[str, bytes], tuple[str, int]] = {}
 
     async def send(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
-        partitions = self.partitions[topic]
-        partition = self._partitioner(key, partitions, partitions)
-        slot = (topic, partition)
+        slot = self._slots.get((topic, key))
+        if slot is None:
+            partitions = self.partitions[topic]
+            slot = (topic, self._partitioner(key, partitions, partitions))
+            if len(self._slots) > 200_000:
+                self._slots.clear()
+            self._slots[(topic, key)] = slot
         batch = self._batches.get(slot)
         if batch is None:
             batch = self._batches[slot] = self.producer.create_batch()
