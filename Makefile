@@ -29,7 +29,7 @@ test: bootstrap
 lint:
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy shared/src src services/*/src
+	uv run mypy shared/src src services/*/src devtools/src
 
 down:
 	uv run zhucun services down

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from zhucun.shared.http import ReadinessCheck, create_http_app, kafka_ready, postgres_ready
+from zhucun.shared.http import ReadinessCheck, create_http_app, postgres_ready
 from zhucun.shared.problems import ProblemError
 from zhucun.shared.settings import ServiceSettings
 
@@ -83,7 +83,7 @@ async def test_ready_without_checks_is_200(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {}}
+    assert response.json() == {"status": "ready", "checks": {}, "components": {}, "attention": []}
 
 
 async def passing() -> None:
@@ -103,7 +103,48 @@ async def test_ready_with_passing_checks_is_200() -> None:
         response = await client.get("/health/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {"postgres": "ok", "kafka": "ok"}}
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"postgres": "ok", "kafka": "ok"},
+        "components": {},
+        "attention": [],
+    }
+
+
+async def test_reports_describe_components_without_deciding_readiness() -> None:
+    """A stalled relay, an unreachable broker or a report that fails are in the body and
+    under ``attention``; readiness is decided by the checks alone."""
+    app = build_app({"postgres": passing})
+
+    async def stalled() -> dict[str, Any]:
+        return {"state": "stalled", "lag": 3}
+
+    async def mixed() -> dict[str, Any]:
+        return {"replica": {"state": "ok"}, "audit": {"state": "stopped"}}
+
+    async def broken() -> dict[str, Any]:
+        raise ConnectionRefusedError("connection refused")
+
+    async def slow() -> dict[str, Any]:
+        await asyncio.sleep(30)
+        return {"state": "ok"}
+
+    app.state.health_reports.update(relay=stalled, projections=mixed, kafka=broken, x=slow)
+    async with await client_for(app) as client:
+        response = await client.get("/health/ready")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"postgres": "ok"},
+        "components": {
+            "relay": {"state": "stalled", "lag": 3},
+            "projections": {"replica": {"state": "ok"}, "audit": {"state": "stopped"}},
+            "kafka": {"state": "failing", "error": "ConnectionRefusedError: connection refused"},
+            "x": {"state": "failing", "error": "timed out after 0.2s"},
+        },
+        "attention": ["relay", "projections.audit", "kafka", "x"],
+    }
 
 
 async def test_ready_with_failing_checks_is_503_problem() -> None:
@@ -133,18 +174,6 @@ async def test_checks_added_after_creation_are_run() -> None:
         response = await client.get("/health/ready")
 
     assert response.status_code == 503
-
-
-async def test_kafka_ready_raises_when_ping_is_false() -> None:
-    async def no_answer() -> bool:
-        return False
-
-    async def answer() -> bool:
-        return True
-
-    await kafka_ready(answer)()
-    with pytest.raises(ConnectionError):
-        await kafka_ready(no_answer)()
 
 
 async def test_postgres_ready_runs_select_1() -> None:

@@ -9,6 +9,7 @@ database. Defaults point at the local demo (``zhucun infra up``).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +43,21 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 
+def _local_demo_absent(what: str) -> str:
+    """Why the local demo's ``what`` (PostgreSQL, Kafka) cannot serve as a default here."""
+    if importlib.util.find_spec("zhucun.infra") is None:
+        return (
+            f"the local demo's {what} is development tooling (zhucun-devtools), "
+            "not part of this installation"
+        )
+    return f"the local demo's {what} is not running (start it with `zhucun infra up`)"
+
+
 def local_dsn(database: str) -> str | None:
-    """The DSN of ``database`` on the local demo's PostgreSQL, when it runs."""
+    """The DSN of ``database`` on the local demo's PostgreSQL, when it runs here (only the
+    development environment has the local demo)."""
+    if importlib.util.find_spec("zhucun.infra") is None:
+        return None
     from zhucun.infra.local import postgres_state_file
     from zhucun.infra.postgres import PostgresServer
 
@@ -53,22 +67,36 @@ def local_dsn(database: str) -> str | None:
     return server.dsn(database)
 
 
-def parse_stores(stores: list[str]) -> dict[str, str]:
+def required_dsn(dsn: str | None, option: str, database: str) -> str:
+    """``dsn``, else the local demo's ``database``, else a clear error naming ``option``."""
+    found = dsn or local_dsn(database)
+    if found is None:
+        raise typer.BadParameter(
+            f"no {option} given, and {_local_demo_absent('PostgreSQL')}: "
+            f"pass {option} with the DSN of the {database} database"
+        )
+    return found
+
+
+def parse_stores(stores: list[str], *, option: str = "--store") -> dict[str, str]:
     """``NAME=DSN`` options, or the local demo's stores."""
     if not stores:
         found = {name: local_dsn(database) for name, (database, _) in STORE_SERVICES.items()}
-        missing = [name for name, dsn in found.items() if dsn is None]
-        if missing:
+        if any(dsn is None for dsn in found.values()):
             raise typer.BadParameter(
-                "no --store given and the local demo's PostgreSQL is not running "
-                "(start it with `zhucun infra up`, or pass --store NAME=DSN)"
+                f"no {option} given, and {_local_demo_absent('PostgreSQL')}: pass "
+                + " ".join(f"{option} {name}=DSN" for name in STORE_SERVICES)
             )
         return {name: dsn for name, dsn in found.items() if dsn is not None}
+    return parse_named_dsns(stores, option=option)
+
+
+def parse_named_dsns(options: list[str], *, option: str) -> dict[str, str]:
     parsed: dict[str, str] = {}
-    for option in stores:
-        name, sep, dsn = option.partition("=")
+    for value in options:
+        name, sep, dsn = value.partition("=")
         if not sep or not name or not dsn:
-            raise typer.BadParameter(f"--store wants NAME=DSN, got {option!r}")
+            raise typer.BadParameter(f"{option} wants NAME=DSN, got {value!r}")
         parsed[name] = dsn
     return parsed
 
@@ -165,9 +193,7 @@ def verify(
         table.add_row(name, str(report.events_checked), str(report.streams_checked), verdict)
     stdout.print(table)
     if not skip_audit:
-        projections = audit_dsn or local_dsn(PROJECTIONS_DATABASE)
-        if projections is None:
-            raise typer.BadParameter("no --audit-dsn and the local demo is not running")
+        projections = required_dsn(audit_dsn, "--audit-dsn", PROJECTIONS_DATABASE)
         coverage = asyncio.run(_audit_coverage(projections, schema, about_cadres))
         if coverage.missing:
             failed = True
@@ -279,13 +305,15 @@ def kafka_settings(bootstrap: str | None) -> KafkaSettings:
         servers = local_bootstrap()
         if servers is None:
             raise typer.BadParameter(
-                "no --bootstrap, no ZHUCUN_KAFKA__BOOTSTRAP_SERVERS and the local demo's Kafka"
-                " is not running"
+                "no --bootstrap and no ZHUCUN_KAFKA__BOOTSTRAP_SERVERS, and "
+                f"{_local_demo_absent('Kafka')}: pass --bootstrap HOST:PORT"
             )
     return configured.model_copy(update={"bootstrap_servers": servers}) if servers else configured
 
 
 def local_bootstrap() -> str | None:
+    if importlib.util.find_spec("zhucun.infra") is None:
+        return None
     from zhucun.infra.kafka import KafkaServer
     from zhucun.infra.local import kafka_state_file
 
@@ -411,9 +439,7 @@ def export(
     causation ids and a readable summary."""
     if output not in ("json", "csv"):
         raise typer.BadParameter("--format must be json or csv")
-    projections = dsn or local_dsn(PROJECTIONS_DATABASE)
-    if projections is None:
-        raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
+    projections = required_dsn(dsn, "--dsn", PROJECTIONS_DATABASE)
     instant = as_of.replace(tzinfo=UTC) if as_of and as_of.tzinfo is None else as_of
     if not asyncio.run(_export(projections, schema, cadre_id, output, instant, out)):
         stderr.print(f"[bold red]error:[/] no file for cadre {cadre_id!r}", highlight=False)
@@ -518,9 +544,7 @@ def replay(
         raise typer.BadParameter("give --as-of or --offsets, not both")
     database, make = known[projection]
     schema = schema or (projection if projection == "decisions" else "public")
-    target = dsn or local_dsn(database)
-    if target is None:
-        raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
+    target = required_dsn(dsn, "--dsn", database)
     kafka = kafka_settings(bootstrap)
 
     async def run() -> Any:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from zhucun.cli.audit import PROJECTIONS_DATABASE, kafka_settings, local_dsn
+from zhucun.cli.audit import PROJECTIONS_DATABASE, kafka_settings, required_dsn
 from zhucun.shared.store import create_pool
 
 stdout = Console()
@@ -50,9 +50,7 @@ def what_if(
         pack.attendance_rules()
     except PolicyError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from error
-    target = dsn or local_dsn(PROJECTIONS_DATABASE)
-    if target is None:
-        raise typer.BadParameter("no --dsn and the local demo's PostgreSQL is not running")
+    target = required_dsn(dsn, "--dsn", PROJECTIONS_DATABASE)
     kafka = kafka_settings(bootstrap)
 
     async def run() -> object:

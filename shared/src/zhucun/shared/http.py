@@ -1,19 +1,26 @@
 """The FastAPI app every service starts from: health, metrics, problems, correlation ids, auth.
 
 ``create_http_app`` only builds objects; nothing connects until the lifespan runs. Readiness
-checks for resources the lifespan creates (a pool, a broker) may be added there::
+checks for resources the lifespan creates (a pool) may be added there::
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with asyncpg.create_pool(...) as pool:
             app.state.readiness_checks["postgres"] = postgres_ready(pool)
             yield
+
+Two kinds of entries make up ``/health/ready``: *checks* decide it (a failing check answers
+503 and takes the pod out of rotation: only what the service cannot take requests without,
+its database); *reports* describe the rest (Kafka, the relay, projections) in the body,
+with a ``state`` each, and never fail it. Components whose state is ``stalled`` or
+``unreachable`` are listed under ``attention``.
 """
 
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -35,11 +42,17 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from zhucun.shared.auth import Principal, TokenVerifier
 from zhucun.shared.envelope import EventMetadata
+from zhucun.shared.errors import describe_error
 from zhucun.shared.problems import ProblemError, install_problem_handlers, problem_response
 from zhucun.shared.settings import ServiceSettings
 
 #: Raises (anything) when the dependency it checks is not usable.
 ReadinessCheck = Callable[[], Awaitable[None]]
+#: Describes a component that does not decide readiness (a JSON object with a ``state``,
+#: or a mapping of such objects by name).
+HealthReport = Callable[[], Awaitable[Mapping[str, Any]]]
+#: States of a reported component that need a person.
+ATTENTION_STATES = frozenset({"stalled", "unreachable", "stopped", "failing"})
 
 CORRELATION_ID_HEADER = "X-Correlation-ID"
 DEFAULT_READINESS_TIMEOUT_SECONDS = 3.0
@@ -70,6 +83,7 @@ def create_http_app(
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings.auth)
     app.state.readiness_checks = dict(readiness_checks or {})
+    app.state.health_reports = {}
     app.state.readiness_timeout_seconds = readiness_timeout_seconds
     app.state.metrics_registry = registry if registry is not None else _fresh_registry()
 
@@ -103,12 +117,25 @@ def _operational_router() -> APIRouter:
     @router.get("/health/ready")
     async def ready(request: Request) -> Response:
         checks: Mapping[str, ReadinessCheck] = request.app.state.readiness_checks
+        reports: Mapping[str, HealthReport] = request.app.state.health_reports
         timeout: float = request.app.state.readiness_timeout_seconds
-        errors = await asyncio.gather(*(_run_check(check, timeout) for check in checks.values()))
+        errors, described = await asyncio.gather(
+            asyncio.gather(*(_run_check(check, timeout) for check in checks.values())),
+            asyncio.gather(*(_run_report(report, timeout) for report in reports.values())),
+        )
         outcome = {name: error or "ok" for name, error in zip(checks, errors, strict=True)}
         failing = sorted(name for name, error in zip(checks, errors, strict=True) if error)
+        components = dict(zip(reports, described, strict=True))
+        attention = _needing_attention(components)
         if not failing:
-            return JSONResponse({"status": "ready", "checks": outcome})
+            return JSONResponse(
+                {
+                    "status": "ready",
+                    "checks": outcome,
+                    "components": components,
+                    "attention": attention,
+                }
+            )
         _logger.warning("http.not_ready", failing=failing)
         problem = ProblemError(
             503,
@@ -116,6 +143,8 @@ def _operational_router() -> APIRouter:
             "Service not ready",
             f"Failing readiness checks: {', '.join(failing)}.",
             checks=outcome,
+            components=components,
+            attention=attention,
         ).to_problem(instance=request.url.path)
         return problem_response(problem)
 
@@ -136,8 +165,32 @@ async def _run_check(check: ReadinessCheck, limit_seconds: float) -> str | None:
     except Exception as error:
         if isinstance(error, TimeoutError) and deadline.expired():
             return f"timed out after {limit_seconds:g}s"
-        return f"{type(error).__name__}: {error}".removesuffix(": ")
+        return describe_error(error)
     return None
+
+
+async def _run_report(report: HealthReport, limit_seconds: float) -> Mapping[str, Any]:
+    """The report, or a ``failing`` state saying why it could not be made."""
+    try:
+        async with asyncio.timeout(limit_seconds):
+            return await report()
+    except Exception as error:
+        reason = f"timed out after {limit_seconds:g}s" if isinstance(error, TimeoutError) else ""
+        return {"state": "failing", "error": reason or describe_error(error)}
+
+
+def _needing_attention(components: Mapping[str, Any]) -> list[str]:
+    """``relay``, ``projections.dispatch-replica``...: components in an attention state."""
+    found: list[str] = []
+    for name, report in components.items():
+        if not isinstance(report, Mapping):
+            continue
+        if "state" in report:
+            if report["state"] in ATTENTION_STATES:
+                found.append(name)
+        else:
+            found.extend(f"{name}.{inner}" for inner in _needing_attention(report))
+    return found
 
 
 def postgres_ready(pool: "asyncpg.Pool[asyncpg.Record]") -> ReadinessCheck:
@@ -145,17 +198,6 @@ def postgres_ready(pool: "asyncpg.Pool[asyncpg.Record]") -> ReadinessCheck:
 
     async def check() -> None:
         await pool.fetchval("SELECT 1")
-
-    return check
-
-
-def kafka_ready(ping: Callable[[], Awaitable[bool]]) -> ReadinessCheck:
-    """Ready when ``ping`` answers true, e.g. ``functools.partial(broker.ping, timeout=2)``
-    of a FastStream broker; taking a callable keeps this independent of how it is built."""
-
-    async def check() -> None:
-        if not await ping():
-            raise ConnectionError("the Kafka cluster did not answer the ping")
 
     return check
 

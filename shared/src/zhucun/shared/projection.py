@@ -48,7 +48,8 @@ reports it, because skipping would silently lose events.
 Metrics (``prometheus_client``): ``zhucun_projection_events_total{projection,outcome}``
 (``applied``, ``duplicate``, ``dead_lettered``), ``zhucun_projection_lag_events{projection,
 topic,partition}`` for the partitions this process holds, and
-``zhucun_projection_last_progress_timestamp{projection}``.
+``zhucun_projection_last_progress_timestamp{projection}`` and
+``zhucun_projection_stalled{projection}`` (set by :meth:`ProjectionRunner.health`).
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn, Protocol, cast
+from datetime import UTC, datetime
+from typing import Any, Literal, NoReturn, Protocol, cast
 from weakref import WeakKeyDictionary
 
 import asyncpg
@@ -69,6 +71,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from zhucun.shared.envelope import CloudEventError, RecordedEvent, from_kafka
+from zhucun.shared.errors import describe_error
 from zhucun.shared.events import DomainEvent, EventContractError, EventRegistry, UnknownEventType
 from zhucun.shared.kafka import DeadLetterPublisher, client_options
 from zhucun.shared.settings import KafkaSettings
@@ -193,6 +196,7 @@ class _Metrics:
     events: Counter
     lag: Gauge
     progress: Gauge
+    stalled: Gauge
 
 
 #: One set of metric families per registry, shared by every runner using it.
@@ -221,9 +225,43 @@ def _metrics(registry: CollectorRegistry) -> _Metrics:
                 ["projection"],
                 registry=registry,
             ),
+            stalled=Gauge(
+                "zhucun_projection_stalled",
+                "1 when records wait (or the runner fails) and no batch was committed for "
+                "longer than the stall time",
+                ["projection"],
+                registry=registry,
+            ),
         )
         _METRICS[registry] = found
     return found
+
+
+# --- health --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionHealth:
+    projection: str
+    #: ``ok``: caught up; ``behind``: records wait and batches are being committed;
+    #: ``stalled``: records wait (or every attempt fails) and nothing was committed for
+    #: longer than the stall time; ``stopped``: the runner is not consuming.
+    state: Literal["ok", "behind", "stalled", "stopped"]
+    #: Records not yet applied on the partitions this process holds.
+    lag: int
+    last_progress_at: datetime | None
+    #: The last failure while records wait: what failed, why, and where when it is known.
+    error: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "lag": self.lag,
+            "last_progress_at": self.last_progress_at.isoformat()
+            if self.last_progress_at
+            else None,
+            "error": self.error,
+        }
 
 
 # --- the runner ----------------------------------------------------------------------------
@@ -318,6 +356,7 @@ class ProjectionRunner:
         family = _metrics(metrics if metrics is not None else CollectorRegistry())
         self._lag_gauge = family.lag
         self._progress_gauge = family.progress.labels(self.name)
+        self._stalled_gauge = family.stalled.labels(self.name)
         self._outcomes = {
             outcome: family.events.labels(self.name, outcome)
             for outcome in ("applied", "duplicate", "dead_lettered")
@@ -333,7 +372,11 @@ class ProjectionRunner:
         self._unpositioned: set[Any] = set()
         self._positioning = asyncio.Lock()
         self._progress_at = time.monotonic()
+        #: Wall-clock time of the last committed batch, for health reports.
+        self._progress_wall: float | None = None
         self._failing_since: float | None = None
+        #: The last failure (kind, error, and the first record concerned when known).
+        self._last_error: dict[str, Any] | None = None
 
     # --- schema and state ------------------------------------------------------------------
 
@@ -419,6 +462,28 @@ class ProjectionRunner:
         )
         return behind and time.monotonic() - self._progress_at > seconds
 
+    def health(self, stall_seconds: float) -> ProjectionHealth:
+        """The runner's state for ``/health/ready`` and its metrics (updates the gauge)."""
+        lag = sum(self._lag_now.values())
+        waiting = lag > 0 or bool(self._unpositioned) or self._failing_since is not None
+        state: Literal["ok", "behind", "stalled", "stopped"]
+        if self.stuck(stall_seconds):
+            state = "stalled"
+        elif not self._running:
+            state = "stopped"
+        else:
+            state = "behind" if waiting else "ok"
+        self._stalled_gauge.set(1 if state == "stalled" else 0)
+        return ProjectionHealth(
+            projection=self.name,
+            state=state,
+            lag=lag,
+            last_progress_at=datetime.fromtimestamp(self._progress_wall, UTC)
+            if self._progress_wall is not None
+            else None,
+            error=self._last_error if waiting or state == "stopped" else None,
+        )
+
     async def _load_counts(self) -> None:
         row = await self.pool.fetchrow(
             f"SELECT consumed, applied, duplicates, dead_lettered FROM {self._counts} "
@@ -460,9 +525,14 @@ class ProjectionRunner:
             await consumer.start()
             self._consumer = consumer
             await self._consume(consumer, stop)
-        except BaseException:
+        except BaseException as error:
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
+            self._last_error = {"kind": "projection.failed", "error": describe_error(error)}
+            if isinstance(error, PoisonRecord):
+                self._last_error.update(
+                    topic=error.topic, partition=error.partition, offset=error.offset
+                )
             raise
         finally:
             self._consumer = None
@@ -492,7 +562,7 @@ class ProjectionRunner:
                 try:
                     held_back = await self._process(consumer, batch, stored)
                 except INFRASTRUCTURE_ERRORS as error:
-                    self._failing(error, "projection.batch_failed", backoff)
+                    self._failing(error, "projection.batch_failed", backoff, _first(batch))
                     self._rewind(consumer, batch, stored)
                     await backoff.wait(stop)
                     continue
@@ -514,11 +584,21 @@ class ProjectionRunner:
                 else:
                     backoff.reset()
                     self._failing_since = None
+                    self._last_error = None
             self._update_lag(consumer)
 
-    def _failing(self, error: BaseException, event: str, backoff: _Backoff) -> None:
+    def _failing(
+        self,
+        error: BaseException,
+        event: str,
+        backoff: _Backoff,
+        at: tuple[str, int, int] | None = None,
+    ) -> None:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
+        self._last_error = {"kind": event, "error": describe_error(error)}
+        if at is not None:
+            self._last_error.update(topic=at[0], partition=at[1], offset=at[2])
         # The error's class and text name the failing component; they carry no event data.
         self._log.warning(
             event, error=type(error).__name__, detail=str(error)[:200], retry_in=backoff.seconds
@@ -637,17 +717,26 @@ class ProjectionRunner:
             self._outcomes["duplicate"].inc(outcome.duplicates)
             self._outcomes["dead_lettered"].inc(outcome.dead_lettered)
             self._progress_at = time.monotonic()
-            self._progress_gauge.set_to_current_time()
+            self._progress_wall = time.time()
+            self._progress_gauge.set(self._progress_wall)
             self._log.debug("projection.batch", **_counts_log(outcome))
             await self._commit_kafka(consumer, next_offsets)
         for tp in gaps:
+            first_offset = min(r.offset for r in batch[tp] if r.offset >= stored[tp])
             self._log.error(
                 "projection.offset_gap",
                 topic=tp.topic,
                 partition=tp.partition,
                 stored_offset=stored[tp],
-                first_offset=min(r.offset for r in batch[tp] if r.offset >= stored[tp]),
+                first_offset=first_offset,
             )
+            self._last_error = {
+                "kind": "projection.offset_gap",
+                "error": f"records {stored[tp]}..{first_offset - 1} are not on the topic",
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "offset": stored[tp],
+            }
             if tp in assigned:
                 consumer.seek(tp, stored[tp])
         for tp in missing:
@@ -906,11 +995,20 @@ class ProjectionRunner:
         if not self._unpositioned and not any(self._lag_now.values()):
             self._progress_at = time.monotonic()  # caught up: idle is not stuck
             self._failing_since = None
+            self._last_error = None
 
     def _client_options(self, role: str) -> dict[str, Any]:
         options = client_options(self.kafka)
         options["client_id"] = f"{self.kafka.client_id}-{role}-{self.name}"
         return options
+
+
+def _first(batch: Mapping[Any, Sequence[Any]]) -> tuple[str, int, int] | None:
+    """The first record of a batch, as (topic, partition, offset)."""
+    for tp, records in sorted(batch.items(), key=lambda item: _key(item[0])):
+        if records:
+            return (tp.topic, tp.partition, records[0].offset)
+    return None
 
 
 def _counts_log(counts: ProjectionCounts) -> dict[str, int]:

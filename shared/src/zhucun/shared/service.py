@@ -8,8 +8,16 @@ A service's composition root is then a few lines::
         app.include_router(commands_router)
         return app
 
-Nothing connects when the app is built; the lifespan connects, migrates the store, creates
-the topics, starts the relay under a supervisor, and undoes all of it on shutdown.
+Nothing connects when the app is built. The lifespan connects to the database and migrates
+the store: without its database a service cannot start. Kafka is not needed to start or to
+take commands (the events table is the outbox): a background task connects to it, retrying
+until it answers, then creates the topics and starts the relay and the projection runners
+under supervisors. Shutdown undoes all of it.
+
+Health: ``/health/ready`` passes when the database answers, so a pod keeps taking commands
+while Kafka is away; its body reports Kafka, the relay and every projection separately
+(``ok``, ``behind``, ``stalled`` with what it is stuck on), and a monitor keeps their gauges
+(``zhucun_relay_stalled``, ``zhucun_projection_stalled``...) current for alerts.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from functools import partial
+from typing import Any, Literal
 
 import asyncpg
 import structlog
@@ -29,7 +39,8 @@ from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
 from zhucun.shared.commands import StateCache
-from zhucun.shared.http import create_http_app, kafka_ready, postgres_ready
+from zhucun.shared.errors import describe_error
+from zhucun.shared.http import create_http_app, postgres_ready
 from zhucun.shared.kafka import (
     DeadLetterPublisher,
     dlq_topic,
@@ -49,8 +60,18 @@ log = structlog.get_logger(__name__)
 #: Back-off between restarts of the relay or a projection runner after a failure (Kafka or
 #: the database unreachable).
 RESTART_SECONDS = 2.0
-#: A projection runner with lag that made no progress for this long fails readiness.
-STUCK_SECONDS = 120.0
+#: Back-off between attempts to reach Kafka at start-up: doubles up to the second value.
+KAFKA_RETRY_SECONDS = (1.0, 15.0)
+
+
+@dataclass
+class KafkaConnection:
+    """Where the service's connection to Kafka stands (for health reports)."""
+
+    state: Literal["connecting", "connected"] = "connecting"
+    since: datetime = field(default_factory=lambda: datetime.now(UTC))
+    attempts: int = 0
+    error: str | None = None
 
 
 @dataclass
@@ -64,6 +85,7 @@ class ServiceRuntime:
     relay: Relay | None = None
     relay_task: asyncio.Task[None] | None = None
     projections: dict[str, ProjectionRunner] = field(default_factory=dict)
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Folded stream states of recent commands (see ``StateCache``): a command on a stream
@@ -103,39 +125,23 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log, service_name=settings.service_name)
         runtime.stop.clear()
+        runtime.kafka = KafkaConnection()
         pg = settings.postgres
         runtime.pool = await create_pool(
             pg.dsn.get_secret_value(), min_size=pg.pool_min_size, max_size=pg.pool_max_size
         )
+        # Built, not connected: connecting is the Kafka task's job.
         runtime.broker = make_broker(settings.kafka, client_id=settings.service_name)
-        await runtime.broker.connect()
-        checks = app.state.readiness_checks
-        checks["postgres"] = postgres_ready(runtime.pool)
-        checks["kafka"] = kafka_ready(partial(runtime.broker.ping, timeout=2.0))
-        # Its own topic, and those its projections read with their dead-letter topics: a
-        # read model may start before the service it follows has published anything. (With
-        # operator-managed topics, e.g. Strimzi's KafkaTopic, they exist and only need
-        # DESCRIBE.)
-        own = {topic} if topic is not None else set()
-        topics = sorted(own | {name for p in projections for name in p.topics})
-        await ensure_topics(
-            settings.kafka,
-            [
-                spec
-                for name in topics
-                for spec in (event_topic(name, settings.kafka), dlq_topic(name, settings.kafka))
-            ],
-        )
+        app.state.readiness_checks["postgres"] = postgres_ready(runtime.pool)
+        reports = app.state.health_reports
+        reports["kafka"] = partial(_kafka_report, runtime)
         if topic is not None:
             runtime.store = EventStore(runtime.pool, schema=store_schema or pg.schema_name)
             await runtime.store.migrate()
             runtime.relay = Relay(
                 runtime.store, runtime.broker, topic=topic, source=source, registry=registry
             )
-            runtime.relay_task = asyncio.create_task(
-                _supervise(f"relay {topic}", runtime.relay.run, runtime.stop)
-            )
-            checks["relay"] = partial(_relay_alive, runtime)
+            reports["relay"] = partial(_relay_report, runtime)
         dead_letters = DeadLetterPublisher(runtime.broker.publish)
         for projection in projections:
             runner = ProjectionRunner(
@@ -148,20 +154,29 @@ def create_service_app(
             )
             await runner.migrate()
             runtime.projections[projection.name] = runner
-            runtime.tasks.append(
-                asyncio.create_task(_supervise(projection.name, runner.run, runtime.stop))
-            )
-            checks[f"projection:{projection.name}"] = partial(_projection_alive, runner)
+        if runtime.projections:
+            reports["projections"] = partial(_projections_report, runtime)
+        # Its own topic, and those its projections read with their dead-letter topics: a
+        # read model may start before the service it follows has published anything.
+        own = {topic} if topic is not None else set()
+        topics = sorted(own | {name for p in projections for name in p.topics})
+        kafka_side = asyncio.create_task(_run_kafka_side(runtime, topics))
+        runtime.tasks.extend((kafka_side, asyncio.create_task(_monitor(runtime))))
         _tune_garbage_collector()
         log.info("service.started", service=settings.service_name, topic=topic)
         try:
             yield
         finally:
             runtime.stop.set()
+            if runtime.kafka.state == "connecting":
+                kafka_side.cancel()  # an attempt to connect may hang for its whole timeout
+            for task in runtime.tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if runtime.relay_task is not None:
                 await runtime.relay_task
-            for task in runtime.tasks:
-                await task
+            runtime.tasks.clear()
+            runtime.relay_task = None
             await runtime.broker.stop()
             await runtime.pool.close()
             log.info("service.stopped", service=settings.service_name)
@@ -218,12 +233,86 @@ async def _supervise(
                 await asyncio.wait_for(stop.wait(), RESTART_SECONDS)
 
 
-async def _projection_alive(runner: ProjectionRunner) -> None:
-    if runner.stuck(STUCK_SECONDS):
-        raise RuntimeError(f"no progress for {STUCK_SECONDS:.0f} s while events are waiting")
+async def _run_kafka_side(runtime: ServiceRuntime, topics: Sequence[str]) -> None:
+    """Connect to Kafka (retrying for as long as it takes), create the topics, then run the
+    relay and the projection runners under supervisors until the service stops."""
+    settings, broker = runtime.settings, runtime.broker
+    assert broker is not None
+    delay = KAFKA_RETRY_SECONDS[0]
+    while not runtime.stop.is_set():
+        runtime.kafka.attempts += 1
+        try:
+            await broker.connect()
+            # (With operator-managed topics, e.g. Strimzi's KafkaTopic, they exist already and
+            # this only needs DESCRIBE.)
+            await ensure_topics(
+                settings.kafka,
+                [
+                    spec
+                    for name in topics
+                    for spec in (event_topic(name, settings.kafka), dlq_topic(name, settings.kafka))
+                ],
+            )
+            break
+        except Exception as error:
+            runtime.kafka.error = describe_error(error)
+            log.warning(
+                "kafka.unreachable",
+                error=runtime.kafka.error,
+                attempt=runtime.kafka.attempts,
+                retry_in=delay,
+            )
+            with contextlib.suppress(Exception):
+                await broker.stop()  # drop a half-started producer before the next attempt
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), delay)
+            delay = min(delay * 2, KAFKA_RETRY_SECONDS[1])
+    if runtime.stop.is_set():
+        return
+    runtime.kafka = KafkaConnection(state="connected", attempts=runtime.kafka.attempts)
+    log.info("kafka.connected", attempts=runtime.kafka.attempts)
+    loops: list[Awaitable[None]] = []
+    if runtime.relay is not None:
+        runtime.relay_task = asyncio.create_task(
+            _supervise(f"relay {runtime.relay.topic}", runtime.relay.run, runtime.stop)
+        )
+    for name, runner in runtime.projections.items():
+        loops.append(_supervise(name, runner.run, runtime.stop))
+    await asyncio.gather(*loops)
 
 
-async def _relay_alive(runtime: ServiceRuntime) -> None:
+async def _monitor(runtime: ServiceRuntime) -> None:
+    """Keep the health gauges current (Prometheus scrapes ``/metrics``, not readiness)."""
+    health = runtime.settings.health
+    while not runtime.stop.is_set():
+        with contextlib.suppress(Exception):  # the database away: readiness says so
+            if runtime.relay is not None:
+                await runtime.relay.health(health.stall_seconds)
+            for runner in runtime.projections.values():
+                runner.health(health.stall_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stop.wait(), health.refresh_seconds)
+
+
+async def _kafka_report(runtime: ServiceRuntime) -> dict[str, Any]:
+    connection = runtime.kafka
+    report: dict[str, Any] = {"state": connection.state, "since": connection.since.isoformat()}
+    if connection.state == "connecting":
+        report.update(attempts=connection.attempts, error=connection.error)
+    elif runtime.broker is not None and not await runtime.broker.ping(timeout=1.0):
+        report["state"] = "unreachable"
+    return report
+
+
+async def _relay_report(runtime: ServiceRuntime) -> dict[str, Any]:
+    assert runtime.relay is not None
+    health = await runtime.relay.health(runtime.settings.health.stall_seconds)
+    report = health.to_json()
     task = runtime.relay_task
-    if task is None or task.done():
-        raise RuntimeError("the relay is not running")
+    report["running"] = task is not None and not task.done()
+    return report
+
+
+async def _projections_report(runtime: ServiceRuntime) -> dict[str, Any]:
+    stall = runtime.settings.health.stall_seconds
+    return {name: r.health(stall).to_json() for name, r in runtime.projections.items()}

@@ -83,6 +83,16 @@ class LogSettings(BaseModel):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class HealthSettings(BaseModel):
+    """What ``/health/ready`` and the health gauges call stalled."""
+
+    #: A relay or projection runner with events waiting and no progress for this long is
+    #: ``stalled`` (``zhucun_relay_stalled``, ``zhucun_projection_stalled``).
+    stall_seconds: float = Field(default=120.0, gt=0)
+    #: How often the monitor refreshes those gauges.
+    refresh_seconds: float = Field(default=5.0, gt=0)
+
+
 #: The repository's policy packs (``shared/src/zhucun/shared/settings.py`` -> repo root).
 DEFAULT_POLICIES_DIR = Path(__file__).resolve().parents[4] / "policies"
 
@@ -102,6 +112,7 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = PostgresSettings()
     auth: AuthSettings = AuthSettings()
     log: LogSettings = LogSettings()
+    health: HealthSettings = HealthSettings()
     #: Folder of the policy packs (``*.toml``) the service applies; a deployment mounts its
     #: own and sets ``ZHUCUN_POLICIES_DIR``. The default is the repository's ``policies/``.
     policies_dir: Path = DEFAULT_POLICIES_DIR

@@ -16,6 +16,7 @@ elsewhere; when it does not become ready the system runs without it and says so
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,9 +78,11 @@ class _Process:
     def ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/health/ready", timeout=3) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
+                body = json.load(response)
+        except (urllib.error.URLError, OSError, ValueError):
             return False
+        # Ready once the database works; the simulation also needs Kafka connected.
+        return bool(body["components"]["kafka"]["state"] == "connected")
 
     def stop(self) -> None:
         if self.popen.poll() is not None:

@@ -45,7 +45,7 @@ from zhucun.shared.testing import PublishedEvent
 
 pytestmark = pytest.mark.unit
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 PACKS = Packs.load(POLICIES)
 REFERENCE = "reference-2021"
 LIANGSHAN = "liangshan-2025"

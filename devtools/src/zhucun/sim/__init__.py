@@ -6,7 +6,7 @@ driven through the services' HTTP APIs or written straight onto the Kafka topics
 * ``await run_http(scenario, urls)`` sends it to the running services (``zhucun.sim.http``);
 * ``await write_topics(scenario, bootstrap)`` writes the events the services would publish
   (``zhucun.sim.topics``);
-* ``zhucun simulate`` is the command (``zhucun.cli.simulate``).
+* ``zhucun simulate`` is the command (``zhucun.devtools.simulate``).
 
 The drivers are imported on first use: the HTTP one needs ``aiohttp``.
 """

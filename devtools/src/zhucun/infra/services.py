@@ -8,6 +8,7 @@ State lives in ``.cache/infra/services.json`` so ``zhucun services status`` and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,14 +51,20 @@ class ServiceProcess:
         return pid_alive(self.pid) and pid_cmdline_contains(self.pid, "serve", self.name)
 
     def readiness(self) -> tuple[bool, str]:
-        """Asks the service itself: ``/health/ready`` checks its database, Kafka and relay."""
+        """Asks the service itself. ``/health/ready`` answers 200 once the database works;
+        the local launcher also waits for Kafka, so that a demo started next is published."""
         try:
             with urllib.request.urlopen(f"{self.url}/health/ready", timeout=5) as response:
-                return response.status == 200, "ready"
+                body = json.load(response)
         except urllib.error.HTTPError as error:
             return False, f"not ready: {error.read().decode(errors='replace')[:200]}"
-        except OSError as error:
+        except (OSError, ValueError) as error:
             return False, f"not answering: {error}"
+        kafka = body.get("components", {}).get("kafka", {}).get("state", "absent")
+        if kafka != "connected":
+            return False, f"ready, Kafka {kafka}"
+        attention = body.get("attention") or []
+        return True, f"ready; needs attention: {', '.join(attention)}" if attention else "ready"
 
 
 def _state_file() -> Path:

@@ -33,7 +33,7 @@ from zhucun.shared.policy import PolicyBook
 
 pytestmark = pytest.mark.unit
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = Path(__file__).resolve().parents[3] / "policies"
 YUNNAN, LIANGSHAN = "530326", "513427"
 CADRE = "c-1"
 

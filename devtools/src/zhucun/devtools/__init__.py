@@ -1,0 +1,1 @@
+"""Development tooling of Zhucun (never shipped): see ``commands``."""
