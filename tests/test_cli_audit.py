@@ -126,38 +126,111 @@ class NoProjection:
         return None
 
 
-async def projection_tables(dsn: str, bootstrap: str) -> None:
-    from zhucun.shared.kafka import ensure_topics, event_topic
+async def status_fixture(projections_dsn: str, store_dsn: str, bootstrap: str, topic: str) -> None:
+    """A topic of 2 partitions holding 5 and 2 records, of which the projection has read 2 of
+    partition 0 and none of partition 1 (lag 3 + 2); 4 records on its dead-letter topic; a
+    store of 3 events whose relay has published 1 (lag 2)."""
+    from aiokafka import AIOKafkaProducer
+
+    from zhucun.shared.kafka import dlq_topic, ensure_topics, event_topic
     from zhucun.shared.projection import ProjectionRunner
     from zhucun.shared.settings import KafkaSettings
 
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
-    await ensure_topics(kafka, [event_topic("dispatch.events.v1", kafka)])
-    pool = await create_pool(dsn)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_partitions=2)
+    await ensure_topics(kafka, [event_topic(topic, kafka), dlq_topic(topic, kafka)])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for partition, records in ((0, 5), (1, 2)):
+            for n in range(records):
+                await producer.send_and_wait(topic, b"x", partition=partition, key=b"%d" % n)
+        for _ in range(4):
+            await producer.send_and_wait(f"{topic}.dlq", b"bad")
+    finally:
+        await producer.stop()
+    pool = await create_pool(projections_dsn)
     try:
         await ProjectionRunner(pool, NoProjection(), kafka).migrate()
+        await pool.execute("INSERT INTO projection_counts VALUES ('status-probe', 7, 5, 1, 1)")
         await pool.execute(
-            """INSERT INTO projection_counts VALUES ('status-probe', 7, 5, 1, 1);
-               INSERT INTO projection_offsets VALUES ('status-probe', 'dispatch.events.v1', 0, 0)
-            """
+            "INSERT INTO projection_offsets VALUES ('status-probe', $1, 0, 2)", topic
         )
     finally:
         await pool.close()
+    await fill_store(store_dsn, 3)
+    conn = await asyncpg.connect(store_dsn)
+    try:
+        await conn.execute("INSERT INTO relay_checkpoints (relay, position) VALUES ('relay', 1)")
+    finally:
+        await conn.close()
 
 
-def test_status_shows_counts_lag_and_dead_letter_topics(
-    make_database: Callable[[], str], kafka_bootstrap: str
+@pytest.fixture
+def status_setup(make_database: Callable[[], str], kafka_bootstrap: str) -> tuple[list[str], str]:
+    """``zhucun status`` arguments over the fixture above, and its topic."""
+    import uuid
+
+    projections, store = make_database(), make_database()
+    topic = f"status-{uuid.uuid4().hex[:8]}.events.v1"
+    asyncio.run(status_fixture(projections, store, kafka_bootstrap, topic))
+    args = [
+        "status",
+        f"--database=probe={projections}",
+        f"--store=dispatch={store}",
+        f"--bootstrap={kafka_bootstrap}",
+    ]
+    return args, topic
+
+
+def test_status_shows_true_lag_relay_lag_and_dead_letter_sizes(
+    status_setup: tuple[list[str], str],
 ) -> None:
-    dsn = make_database()
-    asyncio.run(projection_tables(dsn, kafka_bootstrap))
-    result = runner.invoke(
-        app, ["status", "--database", f"probe={dsn}", "--bootstrap", kafka_bootstrap]
-    )
+    import json
+
+    args, topic = status_setup
+    result = runner.invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert "status-probe" in result.output
-    assert "dispatch.events.v1.dlq" in result.output
-    row = next(line for line in result.output.splitlines() if "│ 7 " in line)
-    assert "5" in row
+    document = json.loads(result.stdout)
+    (projection,) = document["projections"]
+    assert projection["projection"] == "status-probe"
+    assert (projection["consumed"], projection["applied"]) == (7, 5)
+    assert projection["lag"] == 5
+    partitions = {p["partition"]: p for p in projection["partitions"]}
+    assert partitions[0] == {"topic": topic, "partition": 0, "stored": 2, "end": 5, "lag": 3}
+    assert partitions[1] == {"topic": topic, "partition": 1, "stored": None, "end": 2, "lag": 2}
+    assert [(r["store"], r["head"], r["published"], r["lag"]) for r in document["relays"]] == [
+        ("dispatch", 3, 1, 2)
+    ]
+    sizes = {d["topic"]: d["records"] for d in document["dead_letter_topics"]}
+    assert sizes[f"{topic}.dlq"] == 4
+
+    tables = runner.invoke(app, args)
+    assert tables.exit_code == 0, tables.output
+    row = next(line for line in tables.stdout.splitlines() if f"{topic}.dlq" in line)
+    assert row.split("│")[2].strip() == "4"
+    lag_row = next(
+        line for line in tables.stdout.splitlines() if "│ 0 " in line and topic[:8] in line
+    )
+    assert [cell.strip() for cell in lag_row.split("│")[5:8]] == ["2", "5", "3"]
+
+
+def test_status_fails_on_lag_and_dead_letters_when_asked(
+    status_setup: tuple[list[str], str],
+) -> None:
+    args, topic = status_setup
+    within = runner.invoke(app, [*args, "--json", "--fail-on-lag=3"])
+    assert within.exit_code == 0, within.output
+    over = runner.invoke(app, [*args, "--json", "--fail-on-lag=2"])
+    assert over.exit_code == 1
+    assert over.stderr.splitlines() == [
+        f"zhucun status: projection status-probe (probe) is 3 events behind on {topic}[0]"
+    ]
+    relay = runner.invoke(app, [*args, "--json", "--fail-on-lag=1"])
+    assert relay.exit_code == 1
+    assert "zhucun status: relay relay of store dispatch is 2 events behind" in relay.stderr
+    dead = runner.invoke(app, [*args, "--json", "--fail-on-dead-letters"])
+    assert dead.exit_code == 1
+    assert f"zhucun status: {topic}.dlq holds 4 records" in dead.stderr.splitlines()
 
 
 async def one_file(dsn: str) -> list[str]:

@@ -6,8 +6,9 @@ Each overlay is rendered with the kustomize built into the project's kubectl
 * every core resource is validated against the Kubernetes OpenAPI schemas bundled in
   ``kubernetes-validate`` (strict: unknown fields are errors), for the oldest and newest
   Kubernetes versions supported;
-* every Strimzi and CloudNativePG resource is validated against the project's own JSON
-  Schemas (``deploy/schemas``); a custom resource without a schema is an error;
+* every Strimzi, CloudNativePG and Prometheus Operator resource is validated against the
+  project's own JSON Schemas (``deploy/schemas``); a custom resource without a schema is an
+  error;
 * the rules no schema can express are checked here: hardened workloads, probes, shutdown,
   wiring (selectors, Secrets, ConfigMaps, service accounts), Kafka topics and least-privilege
   ACLs derived from what the code consumes and produces, the PostgreSQL roles and databases,
@@ -270,7 +271,7 @@ def project_schemas() -> dict[tuple[str, str], Doc]:
 
 def is_custom(doc: Doc) -> bool:
     group = doc["apiVersion"].rpartition("/")[0]
-    return group.endswith((".strimzi.io", ".cnpg.io"))
+    return group.endswith((".strimzi.io", ".cnpg.io", ".coreos.com"))
 
 
 def core_schema_problems(docs: list[Doc], version: str) -> list[str]:

@@ -269,26 +269,119 @@ async def _projection_status(database: str, dsn: str, schema: str) -> list[Proje
         await pool.close()
 
 
-async def _end_offsets(kafka: KafkaSettings, topics: list[str]) -> dict[tuple[str, int], int]:
-    """End offset of every partition of ``topics`` that exists."""
+#: (topic, partition) -> (beginning offset, end offset): the records a partition holds now.
+TopicOffsets = dict[tuple[str, int], tuple[int, int]]
+
+
+async def topic_offsets(kafka: KafkaSettings, topics: list[str]) -> TopicOffsets:
+    """Beginning and end offsets of every partition of those ``topics`` that exist.
+
+    The partitions come from the cluster's metadata (a consumer that is not subscribed knows
+    none), the offsets from ``ListOffsets``: the end is the next offset to be written, so
+    ``end - beginning`` is the number of records the partition holds."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
 
     from zhucun.shared.kafka import client_options
 
-    consumer = AIOKafkaConsumer(**client_options(kafka))
+    options = client_options(kafka)
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = sorted(existing.intersection(topics))
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    partitions = [
+        TopicPartition(topic["topic"], p["partition"])
+        for topic in described
+        for p in topic["partitions"]
+    ]
+    if not partitions:
+        return {}
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False)
     await consumer.start()
     try:
-        known = await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            if topic in known
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
-        ends = await consumer.end_offsets(partitions) if partitions else {}
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        beginnings = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()
+    return {(tp.topic, tp.partition): (beginnings[tp], ends[tp]) for tp in partitions}
+
+
+@dataclass(frozen=True)
+class PartitionLag:
+    """How far one projection is behind on one partition."""
+
+    database: str
+    projection: str
+    topic: str
+    partition: int
+    #: The next offset to read as stored with the read model; ``None``: never read, so it
+    #: starts at the partition's beginning (the runners read from the earliest offset).
+    stored: int | None
+    beginning: int
+    end: int
+
+    @property
+    def lag(self) -> int:
+        start = self.stored if self.stored is not None else self.beginning
+        return max(0, self.end - start)
+
+
+def partition_lags(statuses: list[ProjectionStatus], offsets: TopicOffsets) -> list[PartitionLag]:
+    """Every partition of every topic a projection has read, those it has not reached yet
+    included (a new partition, or one its first records have not come to)."""
+    lags: list[PartitionLag] = []
+    for s in statuses:
+        topics = {topic for topic, _ in s.offsets}
+        partitions = set(s.offsets) | {key for key in offsets if key[0] in topics}
+        for topic, partition in sorted(partitions):
+            beginning, end = offsets.get((topic, partition), (0, 0))
+            stored = s.offsets.get((topic, partition))
+            lags.append(
+                PartitionLag(s.database, s.projection, topic, partition, stored, beginning, end)
+            )
+    return lags
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """A store's relay: the last global position stored, and the last one Kafka has."""
+
+    store: str
+    relay: str
+    head: int
+    published: int
+    updated_at: datetime | None
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.published)
+
+
+async def _relay_status(store: str, dsn: str, schema: str) -> list[RelayStatus]:
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        if not await pool.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", f'"{schema}".relay_checkpoints'
+        ):
+            return []
+        head = await pool.fetchval(
+            f'SELECT coalesce(max(global_position), 0) FROM "{schema}".events'
+        )
+        rows = await pool.fetch(
+            f'SELECT relay, position, updated_at FROM "{schema}".relay_checkpoints ORDER BY 1'
+        )
+        if not rows:  # the relay has not published anything yet
+            return [RelayStatus(store, "relay", int(head), 0, None)]
+        return [
+            RelayStatus(store, r["relay"], int(head), int(r["position"]), r["updated_at"])
+            for r in rows
+        ]
+    finally:
+        await pool.close()
 
 
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:
@@ -332,22 +425,55 @@ def status(
             "demo's attendance, assessment and projections databases.",
         ),
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    store: Annotated[
+        list[str],
+        typer.Option(
+            "--store",
+            help="NAME=DSN of a service's event store, for its relay lag (repeatable); "
+            "default: the local demo's stores, when it runs.",
+        ),
+    ] = [],  # noqa: B006
     bootstrap: Annotated[
         str | None,
         typer.Option(help="Kafka bootstrap servers; default: the local demo's broker."),
     ] = None,
-    schema: Annotated[str, typer.Option(help="Schema of the read models.")] = "public",
+    schema: Annotated[str, typer.Option(help="Schema of the read models and stores.")] = ("public"),
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON document instead of tables.")
+    ] = False,
+    fail_on_lag: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Exit with 1 when a projection partition or a relay is more than this many "
+            "events behind.",
+        ),
+    ] = None,
+    fail_on_dead_letters: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-dead-letters", help="Exit with 1 when a dead-letter topic holds records."
+        ),
+    ] = False,
 ) -> None:
     """Lag per projection and partition (end offset minus the offset stored with the read
-    model), the counts of consumed, applied, duplicate and dead-lettered events, and the size
-    of every dead-letter topic."""
+    model), the counts of consumed, applied, duplicate and dead-lettered events, the relay
+    lag of every store (events stored but not yet on Kafka) and the number of records every
+    dead-letter topic holds.
+
+    Exits with 1 (the reason on stderr) when --fail-on-lag or --fail-on-dead-letters is
+    given and exceeded, so that a scheduled Job can alert."""
     databases = (
-        parse_stores(database)
+        parse_named_dsns(database, option="--database")
         if database
         else {name: dsn for name in PROJECTION_DATABASES if (dsn := local_dsn(name)) is not None}
     )
     if not databases:
-        raise typer.BadParameter("no --database and the local demo's PostgreSQL is not running")
+        raise typer.BadParameter(
+            f"no --database given, and {_local_demo_absent('PostgreSQL')}: pass "
+            + " ".join(f"--database {name}=DSN" for name in PROJECTION_DATABASES)
+        )
+    stores = parse_named_dsns(store, option="--store") if store else _local_stores()
     kafka = kafka_settings(bootstrap)
     statuses = [
         s
@@ -355,12 +481,112 @@ def status(
         for where in dict.fromkeys((schema, *OWN_SCHEMAS))
         for s in asyncio.run(_projection_status(name, dsn, where))
     ]
+    relays = [
+        r
+        for name, dsn in stores.items()
+        for r in asyncio.run(
+            _relay_status(name, dsn, STORE_SERVICES.get(name, (name, None))[1] or schema)
+        )
+    ]
     topics = sorted({topic for s in statuses for topic, _ in s.offsets} | set(EVENT_TOPICS))
-    ends = asyncio.run(_end_offsets(kafka, [*topics, *(f"{t}.dlq" for t in topics)]))
+    offsets = asyncio.run(topic_offsets(kafka, [*topics, *(f"{t}.dlq" for t in topics)]))
+    lags = partition_lags(statuses, offsets)
+    dead_letters = {
+        f"{topic}.dlq": sum(
+            end - beginning for (t, _), (beginning, end) in offsets.items() if t == f"{topic}.dlq"
+        )
+        for topic in topics
+    }
+    if as_json:
+        _print_status_json(statuses, lags, relays, dead_letters)
+    else:
+        _print_status_tables(statuses, lags, relays, dead_letters, stores_given=bool(stores))
+    reasons: list[str] = []
+    if fail_on_lag is not None:
+        reasons += [
+            f"projection {p.projection} ({p.database}) is {p.lag} events behind on "
+            f"{p.topic}[{p.partition}]"
+            for p in lags
+            if p.lag > fail_on_lag
+        ]
+        reasons += [
+            f"relay {r.relay} of store {r.store} is {r.lag} events behind"
+            for r in relays
+            if r.lag > fail_on_lag
+        ]
+    if fail_on_dead_letters:
+        reasons += [f"{topic} holds {size} records" for topic, size in dead_letters.items() if size]
+    for reason in reasons:  # one unwrapped line each, for the Job's log and for scripts
+        sys.stderr.write(f"zhucun status: {reason}\n")
+    if reasons:
+        raise typer.Exit(code=1)
 
-    lag = Table(title="Projections: lag per partition")
-    for column in ("database", "projection", "topic", "partition", "stored", "end", "lag"):
-        lag.add_column(column)
+
+def _local_stores() -> dict[str, str]:
+    """The local demo's stores, when it runs (the relay section is left out otherwise)."""
+    found = {name: local_dsn(database) for name, (database, _) in STORE_SERVICES.items()}
+    return {name: dsn for name, dsn in found.items() if dsn is not None}
+
+
+def _print_status_json(
+    statuses: list[ProjectionStatus],
+    lags: list[PartitionLag],
+    relays: list[RelayStatus],
+    dead_letters: dict[str, int],
+) -> None:
+    import json
+
+    document = {
+        "projections": [
+            {
+                "database": s.database,
+                "projection": s.projection,
+                "consumed": s.consumed,
+                "applied": s.applied,
+                "duplicates": s.duplicates,
+                "dead_lettered": s.dead_lettered,
+                "lag": sum(p.lag for p in lags if (p.database, p.projection) == key),
+                "partitions": [
+                    {
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "stored": p.stored,
+                        "end": p.end,
+                        "lag": p.lag,
+                    }
+                    for p in lags
+                    if (p.database, p.projection) == key
+                ],
+            }
+            for s in statuses
+            for key in [(s.database, s.projection)]
+        ],
+        "relays": [
+            {
+                "store": r.store,
+                "relay": r.relay,
+                "head": r.head,
+                "published": r.published,
+                "lag": r.lag,
+                "updated_at": r.updated_at.isoformat() if r.updated_at else None,
+            }
+            for r in relays
+        ],
+        "dead_letter_topics": [
+            {"topic": topic, "records": size} for topic, size in dead_letters.items()
+        ],
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def _print_status_tables(
+    statuses: list[ProjectionStatus],
+    lags: list[PartitionLag],
+    relays: list[RelayStatus],
+    dead_letters: dict[str, int],
+    *,
+    stores_given: bool,
+) -> None:
     counts = Table(title="Projections: events")
     for column in ("database", "projection", "consumed", "applied", "duplicates", "dead-lettered"):
         counts.add_column(column)
@@ -373,21 +599,36 @@ def status(
             str(s.duplicates),
             str(s.dead_lettered),
         )
-        for (topic, partition), stored in sorted(s.offsets.items()):
-            end = ends.get((topic, partition), 0)
-            behind = end - stored
-            shown = f"[yellow]{behind}[/]" if behind else "0"
-            lag.add_row(
-                s.database, s.projection, topic, str(partition), str(stored), str(end), shown
-            )
+    lag = Table(title="Projections: lag per partition")
+    for column in ("database", "projection", "topic", "partition", "stored", "end", "lag"):
+        lag.add_column(column)
+    for p in lags:
+        lag.add_row(
+            p.database,
+            p.projection,
+            p.topic,
+            str(p.partition),
+            "-" if p.stored is None else str(p.stored),
+            str(p.end),
+            f"[yellow]{p.lag}[/]" if p.lag else "0",
+        )
+    relay = Table(title="Relays: stored events not yet on Kafka")
+    for column in ("store", "relay", "stored up to", "published up to", "lag"):
+        relay.add_column(column)
+    for r in relays:
+        shown = f"[yellow]{r.lag}[/]" if r.lag else "0"
+        relay.add_row(r.store, r.relay, str(r.head), str(r.published), shown)
     dlq = Table(title="Dead-letter topics")
     for column in ("topic", "records"):
         dlq.add_column(column)
-    for topic in topics:
-        size = sum(end for (t, _), end in ends.items() if t == f"{topic}.dlq")
-        dlq.add_row(f"{topic}.dlq", f"[red]{size}[/]" if size else "0")
+    for topic, size in dead_letters.items():
+        dlq.add_row(topic, f"[red]{size}[/]" if size else "0")
     stdout.print(counts)
     stdout.print(lag)
+    if stores_given:
+        stdout.print(relay)
+    else:
+        stderr.print("relay lag not shown: pass --store NAME=DSN for each event store")
     stdout.print(dlq)
 
 

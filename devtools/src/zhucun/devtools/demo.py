@@ -41,12 +41,14 @@ CATCH_UP_SECONDS = 180.0
 
 async def _decisions_lag(dsn: str, bootstrap: str | None) -> int:
     """Records on the four topics the decisions projection has not applied yet."""
-    from zhucun.cli.audit import EVENT_TOPICS, _end_offsets, _projection_status
+    from zhucun.cli.audit import EVENT_TOPICS, _projection_status, topic_offsets
 
     statuses = await _projection_status(PROJECTIONS_DATABASE, dsn, "decisions")
     stored = {key: offset for s in statuses for key, offset in s.offsets.items()}
-    ends = await _end_offsets(kafka_settings(bootstrap), list(EVENT_TOPICS))
-    return sum(max(0, end - stored.get(key, 0)) for key, end in ends.items())
+    offsets = await topic_offsets(kafka_settings(bootstrap), list(EVENT_TOPICS))
+    return sum(
+        max(0, end - stored.get(key, beginning)) for key, (beginning, end) in offsets.items()
+    )
 
 
 async def _wait_for_read_side(dsn: str, bootstrap: str | None) -> None:
