@@ -3,7 +3,9 @@ reports ready, and publishes what it stores."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from datetime import UTC, datetime
 from functools import partial
 from importlib import import_module
@@ -13,10 +15,16 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from zhucun.infra import KafkaServer
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.service import ServiceRuntime
-from zhucun.shared.settings import KafkaSettings, PostgresSettings, ServiceSettings
+from zhucun.shared.settings import (
+    HealthSettings,
+    KafkaSettings,
+    PostgresSettings,
+    ServiceSettings,
+)
 from zhucun.shared.store import NO_STREAM
 
 pytestmark = pytest.mark.integration
@@ -107,3 +115,100 @@ def test_service_publishes_what_it_stores(
         assert client.portal.call(runtime.relay.lag) == 0
         metrics = client.get("/metrics").text
         assert 'zhucun_relay_published_events_total{relay="relay"} 1.0' in metrics
+
+
+class Oversized(DomainEvent):
+    """An event larger than the broker accepts (a record over 1 MiB)."""
+
+    event_type: ClassVar[str] = "test.Oversized"
+    key_field: ClassVar[str] = "village_id"
+    village_id: str
+    padding: str
+
+
+def test_readiness_reports_a_stalled_relay_and_the_event_it_is_stuck_on(
+    kafka_bootstrap: str, fresh_database: str
+) -> None:
+    settings = settings_for("dispatch", kafka_bootstrap, fresh_database).model_copy(
+        update={"health": HealthSettings(stall_seconds=2, refresh_seconds=0.2)}
+    )
+    app = import_module("zhucun.dispatch.app").create_app(settings)
+    with TestClient(app) as client:
+        wait_for_kafka(client)
+        runtime: ServiceRuntime = app.state.runtime
+        event = NewEvent(
+            event=Oversized(village_id="v-big", padding="x" * 2_000_000),
+            metadata=EventMetadata(occurred_at=datetime.now(UTC)),
+        )
+        append = partial(runtime.event_store().append, "big-1", [event], expected_version=NO_STREAM)
+        (stored,) = client.portal.call(append).events
+        deadline = time.monotonic() + 30
+        while True:
+            ready = client.get("/health/ready")
+            relay = ready.json()["components"]["relay"]
+            if relay["state"] == "stalled" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        # Still ready: the service takes commands; the relay is reported, not gating.
+        assert ready.status_code == 200
+        assert relay["state"] == "stalled", relay
+        assert relay["lag"] == 1
+        waiting = relay["next_event"]
+        assert waiting["event_id"] == str(stored.event_id)
+        assert (waiting["stream_id"], waiting["stream_version"]) == ("big-1", 1)
+        assert "MessageSizeTooLarge" in waiting["error"]
+        assert ready.json()["attention"] == ["relay"]
+        metrics = client.get("/metrics").text
+        assert 'zhucun_relay_stalled{relay="relay"} 1.0' in metrics
+        assert 'zhucun_relay_lag_events{relay="relay"} 1.0' in metrics
+
+
+def test_a_service_starts_without_kafka_takes_commands_and_publishes_when_it_comes(
+    kafka_server: KafkaServer, fresh_database: str
+) -> None:
+    from zhucun.shared.auth import mint_token
+    from zhucun.shared.testing import read_topic
+
+    bootstrap = kafka_server.bootstrap_servers
+    settings = settings_for("dispatch", bootstrap, fresh_database)
+    county = f"53{uuid.uuid4().int % 10_000:04d}"
+    village_id = f"v-{uuid.uuid4().hex[:8]}"
+    headers = {
+        "Authorization": "Bearer "
+        + mint_token(settings.auth, subject="org_admin-1", role="org_admin", county=county)
+    }
+    kafka_server.stop()
+    app = import_module("zhucun.dispatch.app").create_app(settings)
+    with TestClient(app) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["components"]["kafka"]["state"] == "connecting"
+        created = client.post(
+            f"/counties/{county}/villages",
+            json={
+                "village_id": village_id,
+                "name": "试点村",
+                "township": "t1",
+                "categories": [],
+                "geofence": {"latitude": 25.04, "longitude": 102.71, "radius_m": 1500},
+                "households": 300,
+                "monitored_population": 50,
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        relay = client.get("/health/ready").json()["components"]["relay"]
+        assert (relay["state"], relay["lag"]) == ("behind", 1)
+
+        kafka_server.start()
+        body = wait_for_kafka(client, seconds=60)
+        assert body["components"]["kafka"]["state"] == "connected"
+        runtime: ServiceRuntime = app.state.runtime
+        assert runtime.relay is not None
+        deadline = time.monotonic() + 30
+        while client.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.portal.call(runtime.relay.lag) == 0
+    published = asyncio.run(read_topic(bootstrap, "dispatch.events.v1"))
+    mine = [p.event for p in published if p.event.data.get("village_id") == village_id]
+    assert [e.event_type for e in mine] == ["dispatch.VillageRegistered"]
