@@ -27,6 +27,9 @@ test: bootstrap
 	exit $$status
 
 lint:
+	@# The lock must match every pyproject.toml: installs use --frozen, which would hide a
+	@# dependency added to (or removed from) a member without locking it.
+	uv lock --check
 	uv run ruff check .
 	uv run ruff format --check .
 	uv run mypy shared/src src services/*/src devtools/src
