@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -306,9 +307,17 @@ def test_replay_rebuilds_and_switches_then_builds_as_of(
     asyncio.run(ensure_topics(kafka, [event_topic("dispatch.events.v1", kafka)]))
     dsn = make_database()
     base = ["--dsn", dsn, "--bootstrap", kafka_bootstrap]
-    rebuilt = runner.invoke(app, ["replay", "attendance-dispatch-replica", *base])
+    rebuilt = runner.invoke(
+        app, ["--log-level", "INFO", "replay", "attendance-dispatch-replica", *base]
+    )
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert "into schema public" in rebuilt.output
+    assert "into schema public" in rebuilt.stdout
+    # The report on stdout, the log lines (JSON: stderr is not a terminal) on stderr only.
+    logged = [json.loads(line) for line in rebuilt.stderr.splitlines() if line.startswith("{")]
+    assert [line["event"] for line in logged if line["event"].startswith("replay.")] == [
+        "replay.rebuilt"
+    ], logged
+    assert not [line for line in rebuilt.stdout.splitlines() if line.startswith("{")]
     digest = rebuilt.output.split("digest ")[1].split()[0]
     as_of = runner.invoke(
         app,
