@@ -84,6 +84,24 @@ java_major="$(java -version 2>&1 | sed -nE '1s/.*version "([0-9]+).*/\1/p')"
 command -v mvn >/dev/null 2>&1 \
     || die "Maven is required once to fetch the Kafka jars (Debian: apt-get install -y maven)"
 
+# -- promtool (Prometheus's rule checker: tests/deploy/test_monitoring.py) --------------------
+# Only the promtool binary of Debian's prometheus package: installing the package would also
+# set up (and, without systemd, start) a Prometheus server that nothing here uses.
+if ! command -v promtool >/dev/null 2>&1; then
+    log "installing promtool from Debian's prometheus package"
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install promtool by hand"
+    if [ "$apt_updated" -eq 0 ]; then
+        as_root apt-get update -qq
+        apt_updated=1
+    fi
+    promtool_tmp="$(mktemp -d)"
+    (cd "$promtool_tmp" && apt-get download -qq prometheus 2>/dev/null)
+    dpkg-deb -x "$promtool_tmp"/prometheus_*.deb "$promtool_tmp/root"
+    as_root install -m 0755 "$promtool_tmp/root/usr/bin/promtool" /usr/local/bin/promtool
+    rm -rf "$promtool_tmp"
+    command -v promtool >/dev/null 2>&1 || die "promtool was installed but is not on PATH"
+fi
+
 # -- Kafka broker jars -------------------------------------------------------------------------
 # One implementation of "fetch unless the jars match this pom's sha256": zhucun.infra's.
 uv run --frozen --quiet python -c \
