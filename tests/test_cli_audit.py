@@ -314,9 +314,7 @@ def test_replay_rebuilds_and_switches_then_builds_as_of(
     assert "into schema public" in rebuilt.stdout
     # The report on stdout, the log lines (JSON: stderr is not a terminal) on stderr only.
     logged = [json.loads(line) for line in rebuilt.stderr.splitlines() if line.startswith("{")]
-    assert [line["event"] for line in logged if line["event"].startswith("replay.")] == [
-        "replay.rebuilt"
-    ], logged
+    assert "replay.rebuilt" in {line["event"] for line in logged}, logged
     assert not [line for line in rebuilt.stdout.splitlines() if line.startswith("{")]
     digest = rebuilt.output.split("digest ")[1].split()[0]
     as_of = runner.invoke(
