@@ -33,6 +33,9 @@ COPY services/dispatch/pyproject.toml services/dispatch/
 COPY services/attendance/pyproject.toml services/attendance/
 COPY services/assessment/pyproject.toml services/assessment/
 COPY services/projections/pyproject.toml services/projections/
+# devtools is a workspace member too: uv needs its pyproject.toml to read the workspace
+# (--frozen), never its sources; --no-dev leaves it out of the environment.
+COPY devtools/pyproject.toml devtools/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --no-editable
 

@@ -102,6 +102,20 @@ if ! command -v promtool >/dev/null 2>&1; then
     command -v promtool >/dev/null 2>&1 || die "promtool was installed but is not on PATH"
 fi
 
+# -- podman (builds and runs the image: tests/production/test_image.py) -----------------------
+# runc because podman's default runtime, crun, fails on these machines' hybrid cgroups;
+# debootstrap makes the stand-in base images (scripts/image.sh). Without them the image tests
+# are skipped, loudly, and the rest still runs: so a failure here is a warning, not an error.
+if ! command -v podman >/dev/null 2>&1 || ! command -v runc >/dev/null 2>&1 \
+    || ! command -v debootstrap >/dev/null 2>&1; then
+    log "installing podman, runc and debootstrap (the image build and run)"
+    if command -v apt-get >/dev/null 2>&1 && (apt_install podman runc debootstrap); then
+        apt_updated=1
+    else
+        log "warning: podman could not be installed; the image will not be built or run here"
+    fi
+fi
+
 # -- Kafka broker jars -------------------------------------------------------------------------
 # One implementation of "fetch unless the jars match this pom's sha256": zhucun.infra's.
 uv run --frozen --quiet python -c \

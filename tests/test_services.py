@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from served import VILLAGE
 
 from zhucun.infra import KafkaServer
 from zhucun.shared.envelope import EventMetadata, NewEvent
@@ -185,15 +186,7 @@ def test_a_service_starts_without_kafka_takes_commands_and_publishes_when_it_com
         assert ready.json()["components"]["kafka"]["state"] == "connecting"
         created = client.post(
             f"/counties/{county}/villages",
-            json={
-                "village_id": village_id,
-                "name": "试点村",
-                "township": "t1",
-                "categories": [],
-                "geofence": {"latitude": 25.04, "longitude": 102.71, "radius_m": 1500},
-                "households": 300,
-                "monitored_population": 50,
-            },
+            json=VILLAGE | {"village_id": village_id},
             headers=headers,
         )
         assert created.status_code == 201, created.text

@@ -11,27 +11,27 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from served import (
+    COMMANDS,
+    DEV_ONLY_COMMANDS,
+    SERVICES,
+    Served,
+    answer_real_requests,
+    listed_commands,
+    new_county,
+    serving,
+    verify_and_status,
+)
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("dispatch", "attendance", "assessment", "projections")
-#: The operators' and auditors' commands the product ships.
-COMMANDS = ("serve", "verify", "status", "export", "replay", "what-if", "token")
-#: Development tooling that must not be part of the product.
-DEV_ONLY_COMMANDS = ("infra", "services", "contracts", "simulate", "demo")
 DEV_ONLY_MODULES = ("zhucun.infra", "zhucun.sim", "zhucun.reference", "zhucun.devtools")
 #: Packages only the development tooling needs.
 DEV_ONLY_PACKAGES = ("psutil", "httpx", "aiohttp", "pytest", "testcontainers")
@@ -116,11 +116,7 @@ def test_every_product_command_answers_help_and_no_development_command_is_there(
 ) -> None:
     top = run(product, "--help")
     assert top.returncode == 0, top.stderr
-    listed = {
-        line.split()[1]
-        for line in top.stdout.splitlines()
-        if line.startswith("│ ") and len(line.split()) > 1
-    }
+    listed = listed_commands(top.stdout)
     assert set(COMMANDS) <= listed, top.stdout
     assert not listed & set(DEV_ONLY_COMMANDS), top.stdout
     for command in COMMANDS:
@@ -163,60 +159,6 @@ def test_each_member_imports_with_only_the_dependencies_it_declares(
 # --- the four services, started as `zhucun serve` -------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Served:
-    name: str
-    port: int
-    dsn: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def get(self, path: str, token: str | None = None) -> tuple[int, Any]:
-        return self.request("GET", path, token=token)
-
-    def request(
-        self, method: str, path: str, *, token: str | None = None, body: Any = None
-    ) -> tuple[int, Any]:
-        headers = {"Content-Type": "application/json"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}{path}", data=data, headers=headers, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-
-def wait_until_connected(service: Served, seconds: float = 90) -> dict[str, Any]:
-    """The readiness body once the service is ready and connected to Kafka."""
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            pytest.fail(f"{service.name} exited: {service.log.read_text()[-3000:]}")
-        try:
-            status, last = service.get("/health/ready")
-        except OSError as error:
-            last = str(error)
-        else:
-            if status == 200 and last["components"]["kafka"]["state"] == "connected":
-                return dict(last)
-        time.sleep(0.3)
-    pytest.fail(
-        f"{service.name} not ready in {seconds}s: {last}; {service.log.read_text()[-3000:]}"
-    )
-
-
 @pytest.fixture(scope="module")
 def served(
     product: Path,
@@ -226,48 +168,26 @@ def served(
 ) -> Iterator[dict[str, Served]]:
     """The four services from the product install, each with a database of its own."""
     logs = tmp_path_factory.mktemp("served")
-    names: list[str] = []
-    services: dict[str, Served] = {}
-    try:
-        for name in SERVICES:
-            database = f"prod_{name}_{uuid.uuid4().hex[:8]}"
-            postgres_server.create_database(database)
-            names.append(database)
-            port = free_port()
-            env = {
-                **os.environ,
-                "ZHUCUN_SERVICE_NAME": name,
-                "ZHUCUN_HTTP_PORT": str(port),
-                "ZHUCUN_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
-                "ZHUCUN_KAFKA__TOPIC_PARTITIONS": "2",
-                "ZHUCUN_POSTGRES__DSN": postgres_server.dsn(database),
-                "ZHUCUN_POLICIES_DIR": str(ROOT / "policies"),
-                "ZHUCUN_LOG__FORMAT": "json",
-            }
-            log = logs / f"{name}.log"
-            with log.open("wb") as sink:
-                process = subprocess.Popen(
-                    [str(product / "zhucun"), "serve", name],
-                    env=env,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                    cwd=logs,
-                )
-            services[name] = Served(name, port, postgres_server.dsn(database), process, log)
-        for service in services.values():
-            wait_until_connected(service)
+
+    def launch(name: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as sink:
+            return subprocess.Popen(
+                [str(product / "zhucun"), "serve", name],
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                cwd=logs,
+            )
+
+    with serving(
+        launch,
+        databases=postgres_server,
+        kafka_bootstrap=kafka_bootstrap,
+        logs=logs,
+        environment={**os.environ, "ZHUCUN_POLICIES_DIR": str(ROOT / "policies")},
+        prefix="prod",
+    ) as services:
         yield services
-    finally:
-        for service in services.values():
-            service.process.terminate()
-        for service in services.values():
-            try:
-                service.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                service.process.kill()
-                service.process.wait()
-        for database in names:
-            postgres_server.drop_database(database)
 
 
 def mint(product: Path, *args: str) -> str:
@@ -276,76 +196,14 @@ def mint(product: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def wait_for(check: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not met in time")
-        time.sleep(0.3)
-
-
 def test_the_four_services_start_from_the_product_and_answer_real_requests(
     product: Path, served: dict[str, Served]
 ) -> None:
-    county = f"53{uuid.uuid4().int % 10_000:04d}"
-    admin = mint(product, "--role", "org_admin", "--county", county)
-    village = {
-        "village_id": "v-prod",
-        "name": "试点村",
-        "township": "t1",
-        "categories": [],
-        "geofence": {"latitude": 25.04, "longitude": 102.71, "radius_m": 1500},
-        "households": 300,
-        "monitored_population": 50,
-    }
-    dispatch = served["dispatch"]
-    status, body = dispatch.request(
-        "POST", f"/counties/{county}/villages", token=admin, body=village
-    )
-    assert status == 201, body
-    status, body = dispatch.get(f"/counties/{county}/villages/v-prod", token=admin)
-    assert (status, body["village_id"], body["households"]) == (200, "v-prod", 300)
-    assert dispatch.get(f"/counties/{county}/villages/v-prod")[0] == 401
-
-    status, body = served["assessment"].get(f"/counties/{county}/quarters/2026-Q4", token=admin)
-    assert status == 200, body
-    status, body = served["projections"].get(f"/counties/{county}/decisions", token=admin)
-    assert (status, body["items"]) == (200, [])
-    status, body = served["attendance"].get("/cadres/c-nobody/months/2026-11", token=admin)
-    # A problem from the domain, not from the framework: the replica of dispatch was read.
-    assert status == 409, body
-    assert body["type"].endswith("/attendance/no-active-assignment"), body
-
-    # The relay publishes what dispatch stored; the service reports it caught up.
-    wait_for(lambda: dispatch.get("/health/ready")[1]["components"]["relay"]["lag"] == 0)
+    county = new_county()
+    answer_real_requests(served, county, mint(product, "--role", "org_admin", "--county", county))
 
 
 def test_verify_and_status_from_the_product_against_the_services_databases(
     product: Path, served: dict[str, Served], kafka_bootstrap: str
 ) -> None:
-    projections = served["projections"].dsn
-    stores = [
-        f"--store=dispatch={served['dispatch'].dsn}",
-        f"--store=attendance={served['attendance'].dsn}",
-        f"--store=assessment={served['assessment'].dsn}",
-        f"--store=decisions={projections}",
-    ]
-    verify = run(product, "verify", *stores, f"--audit-dsn={projections}")
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert verify.stdout.count("intact") == 4, verify.stdout
-    assert "audit trail complete" in verify.stdout
-
-    databases = [
-        f"--database={n}={served[n].dsn}" for n in ("attendance", "assessment", "projections")
-    ]
-    status = run(product, "status", *databases, *stores, f"--bootstrap={kafka_bootstrap}", "--json")
-    assert status.returncode == 0, status.stderr
-    document = json.loads(status.stdout)
-    assert {r["store"] for r in document["relays"]} == {
-        "dispatch",
-        "attendance",
-        "assessment",
-        "decisions",
-    }
-    projections_seen = {(p["database"], p["projection"]) for p in document["projections"]}
-    assert ("projections", "projections-audit-trail") in projections_seen
+    verify_and_status(lambda *args: run(product, *args), served, kafka_bootstrap)
