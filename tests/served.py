@@ -220,7 +220,17 @@ def verify_and_status(
     status document."""
     projections = services["projections"].dsn
     stores = store_arguments(services)
-    verify = command("verify", *stores, f"--audit-dsn={projections}")
+    # The audit trail is a projection: it holds an event once it has read it from Kafka,
+    # some time after the event was stored (the decisions the projections service derives
+    # from every test's dispatch events, for one). Verify until it has caught up, or fail
+    # with the last report.
+    deadline = time.monotonic() + 90
+    while True:
+        verify = command("verify", *stores, f"--audit-dsn={projections}")
+        if verify.returncode == 0 or time.monotonic() > deadline:
+            break
+        assert "audit trail incomplete" in verify.stdout, verify.stdout + verify.stderr
+        time.sleep(2)
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert verify.stdout.count("intact") == 4, verify.stdout
     assert "audit trail complete" in verify.stdout
