@@ -132,10 +132,8 @@ containers_conf() {
     export CONTAINERS_CONF="$conf"
 }
 
-podman_() { podman "$@"; }
-
 stand_in_label() {
-    podman_ image inspect --format "{{ index .Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
+    podman image inspect --format "{{ index .Labels \"$LABEL\" }}" "$1" 2>/dev/null || true
 }
 
 # -- check -----------------------------------------------------------------------------------
@@ -145,7 +143,7 @@ check() {
     command -v "$RUNTIME" >/dev/null 2>&1 \
         || unavailable "the OCI runtime $RUNTIME is not installed (apt-get install $RUNTIME)"
     local info
-    info="$(podman_ info --format '{{ .Store.GraphDriverName }}' 2>&1)" \
+    info="$(podman info --format '{{ .Store.GraphDriverName }}' 2>&1)" \
         || unavailable "podman cannot work here: $(tail -n1 <<<"$info")"
     [ -f Dockerfile ] || die "no Dockerfile in $ROOT"
     if [ "$BASES" = registry ]; then return 0; fi
@@ -205,7 +203,7 @@ python_recipe_hash() {
 
 import_python() {
     local name="$1" tar="$2" hash="$3"
-    podman_ import \
+    podman import \
         --change "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin" \
         --change "ENV LANG=C.UTF-8" \
         --change "ENV SSL_CERT_FILE=/usr/local/share/ca-certificates/stand-in/bundle.crt" \
@@ -256,7 +254,7 @@ uv_stand_in() {
     dir="$(mktemp -d)"
     cp "$binary" "$dir/uv"
     tar --numeric-owner --owner=0 --group=0 -C "$dir" -cf "$dir/uv.tar" uv
-    podman_ import --change "LABEL $LABEL=$hash" --change "LABEL io.zhucun.stand-in.for=$name" \
+    podman import --change "LABEL $LABEL=$hash" --change "LABEL io.zhucun.stand-in.for=$name" \
         --change 'ENTRYPOINT ["/uv"]' --quiet "$dir/uv.tar" "$name" >/dev/null
     rm -rf "$dir"
     log "made stand-in $name from $binary"
@@ -276,9 +274,9 @@ build() {
     mapfile -t flags < <(ulimit_flags)
     log "podman build -t $IMAGE (bases: $BASES)"
     started=$SECONDS
-    podman_ build --pull="$pull" --runtime "$RUNTIME" "${flags[@]}" \
+    podman build --pull="$pull" --runtime "$RUNTIME" "${flags[@]}" \
         --file Dockerfile --tag "$IMAGE" .
-    log "built $IMAGE in $((SECONDS - started)) s ($(podman_ image inspect --format '{{ .Size }}' "$IMAGE") bytes)"
+    log "built $IMAGE in $((SECONDS - started)) s ($(podman image inspect --format '{{ .Size }}' "$IMAGE") bytes)"
 }
 
 # scripts/image.sh run [PODMAN_OPTION...] [-- ZHUCUN_ARGUMENT...], e.g.
@@ -300,7 +298,7 @@ run() {
 clean() {
     local name
     for name in "$(qualified "$(python_base)")" "$(qualified "$(uv_base)")"; do
-        if [ -n "$(stand_in_label "$name")" ]; then podman_ rmi "$name" >/dev/null && log "removed $name"; fi
+        if [ -n "$(stand_in_label "$name")" ]; then podman rmi "$name" >/dev/null && log "removed $name"; fi
     done
     rm -rf "$CACHE"
 }

@@ -221,9 +221,8 @@ def verify_and_status(
     projections = services["projections"].dsn
     stores = store_arguments(services)
     # The audit trail is a projection: it holds an event once it has read it from Kafka,
-    # some time after the event was stored (the decisions the projections service derives
-    # from every test's dispatch events, for one). Verify until it has caught up, or fail
-    # with the last report.
+    # some time after the event was stored (a decision the projections service derived just
+    # now, for one). Verify until it has caught up, or fail with the last report.
     deadline = time.monotonic() + 90
     while True:
         verify = command("verify", *stores, f"--audit-dsn={projections}")
