@@ -33,7 +33,7 @@ from zhucun.shared.events import DomainEvent
 from zhucun.shared.kafka import ensure_topics, event_topic, make_broker
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import ANY_VERSION, EventStore, create_pool
+from zhucun.shared.store import ANY_VERSION, PostgresEventStore, create_pool
 
 
 class PresenceRecorded(DomainEvent):
@@ -74,7 +74,7 @@ async def timed(label: str, events: int, run: Callable[[], Awaitable[None]]) -> 
 async def bench(dsn: str, bootstrap: str, total: int, writers: int) -> list[dict[str, Any]]:
     pool = await create_pool(dsn, max_size=writers + 4)
     schema = f"bench_{uuid4().hex[:8]}"
-    store = EventStore(pool, schema=schema)
+    store = PostgresEventStore(pool, schema=schema)
     await store.migrate()
     figures = []
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from zhucun.cli.main import app
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent
-from zhucun.shared.store import NO_STREAM, EventStore, create_pool
+from zhucun.shared.store import NO_STREAM, PostgresEventStore, create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ class Noted(DomainEvent):
 async def fill_store(dsn: str, events: int) -> list[str]:
     pool = await create_pool(dsn)
     try:
-        store = EventStore(pool)
+        store = PostgresEventStore(pool)
         await store.migrate()
         result = await store.append(
             "cadre-c1",

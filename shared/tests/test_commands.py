@@ -1,26 +1,35 @@
-"""execute(): read, fold, decide, append at the version read; re-decide after a lost race.
+"""The command path: read, fold, decide, append at the versions read; re-decide after a lost
+race; cache folded states.
 
-An in-memory stand-in for the store keeps these tests pure (the real store's concurrency is
-tested in test_store.py, and the HTTP edge of dispatch runs execute() against PostgreSQL).
+On the in-memory store (the same contract as PostgreSQL's, ``test_store.py``), with another
+writer slipping events in just before our appends, so these tests stay pure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import pytest
 
-from zhucun.shared.commands import StateCache, execute, load
-from zhucun.shared.envelope import EventMetadata, NewEvent
+from zhucun.shared.commands import (
+    CommandAccepted,
+    CommandPath,
+    StateCache,
+    StreamModel,
+    execute,
+    load,
+)
+from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
-from zhucun.shared.store import AppendResult, EventStore, WrongExpectedVersion
+from zhucun.shared.memory_store import InMemoryEventStore
+from zhucun.shared.store import ANY_VERSION, AppendResult, StreamWrite, WrongExpectedVersion
 
 pytestmark = pytest.mark.unit
 
 registry = EventRegistry()
+METADATA = EventMetadata(occurred_at=datetime(2026, 3, 1, tzinfo=UTC), actor="test:org_admin")
 
 
 @registry.register
@@ -34,48 +43,41 @@ class SeatTaken(Exception):
     pass
 
 
-@dataclass
-class Stored:
-    event_type: str
-    schema_version: int
-    data: dict[str, Any]
-    stream_version: int
+class ContendedStore(InMemoryEventStore):
+    """The in-memory store, with another writer that appends ``intruders`` (one each time)
+    just before our next appends, and counters of what was asked of it."""
 
-    def decode(self, registry: EventRegistry) -> DomainEvent:
-        return registry.decode(self.event_type, self.schema_version, self.data)
+    def __init__(self, intruders: Sequence[DomainEvent] = ()) -> None:
+        super().__init__()
+        self.intruders = list(intruders)
+        self.appends = 0
+        self.reads = 0
+        self.events_read = 0
 
-
-@dataclass
-class FakeStore:
-    streams: dict[str, list[Stored]] = field(default_factory=dict)
-    #: Events another writer slips in just before each of our next appends.
-    intruders: list[DomainEvent] = field(default_factory=list)
-    appends: int = 0
-    reads: int = 0
-    events_read: int = 0
-
-    async def read_stream(self, stream_id: str, *, from_version: int = 1) -> list[Stored]:
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
         self.reads += 1
-        events = list(self.streams.get(stream_id, []))[from_version - 1 :]
+        events = await super().read_stream(
+            stream_id, from_version=from_version, to_version=to_version
+        )
         self.events_read += len(events)
         return events
 
-    def _put(self, stream_id: str, event: DomainEvent) -> None:
-        stream = self.streams.setdefault(stream_id, [])
-        stream.append(Stored(event.event_type, 1, event.to_data(), len(stream) + 1))
+    async def put(self, stream_id: str, event: DomainEvent) -> None:
+        """Another process appends."""
+        await super().append_streams(
+            [StreamWrite(stream_id, [NewEvent(event=event, metadata=METADATA)], ANY_VERSION)]
+        )
 
-    async def append(
-        self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int
-    ) -> AppendResult:
+    async def append_streams(self, writes: Sequence[StreamWrite]) -> AppendResult:
         self.appends += 1
         if self.intruders:
-            self._put(stream_id, self.intruders.pop(0))
-        actual = len(self.streams.get(stream_id, []))
-        if actual != expected_version:
-            raise WrongExpectedVersion(stream_id, expected_version, actual)
-        for new in events:
-            self._put(stream_id, new.event)
-        return AppendResult(events=[], duplicate=False)
+            await self.put(writes[0].stream_id, self.intruders.pop(0))
+        return await super().append_streams(writes)
+
+    async def seats(self, stream_id: str) -> list[str]:
+        return [e.data["seat"] for e in await super().read_stream(stream_id)]
 
 
 def evolve(state: frozenset[str], event: DomainEvent) -> frozenset[str]:
@@ -92,33 +94,33 @@ def take(seat: str) -> Any:
     return decide
 
 
-async def run(store: FakeStore, decide: Any, attempts: int = 3) -> AppendResult | None:
+MODEL = StreamModel("s", frozenset[str](), evolve)
+
+
+async def run(store: ContendedStore, decide: Any, attempts: int = 3) -> AppendResult | None:
     return await execute(
-        cast(EventStore, store),
-        stream_id="s",
+        store,
+        streams=[MODEL],
         registry=registry,
-        initial=frozenset[str](),
-        evolve=evolve,
-        decide=decide,
-        metadata=EventMetadata(occurred_at=datetime.now(UTC), actor="test:org_admin"),
+        decide=lambda states: {"s": decide(states[0])},
+        metadata=METADATA,
         attempts=attempts,
     )
 
 
 async def test_appends_at_the_version_read() -> None:
-    store = FakeStore()
+    store = ContendedStore()
     await run(store, take("a"))
     await run(store, take("b"))
     state, version = await load(
-        cast(EventStore, store), stream_id="s", registry=registry, initial=frozenset[str](),
-        evolve=evolve,
-    )  # fmt: skip
+        store, stream_id="s", registry=registry, initial=frozenset[str](), evolve=evolve
+    )
     assert state == {"a", "b"}
     assert version == 2
 
 
 async def test_domain_error_propagates_and_nothing_is_appended() -> None:
-    store = FakeStore()
+    store = ContendedStore()
     await run(store, take("a"))
     with pytest.raises(SeatTaken):
         await run(store, take("a"))
@@ -126,27 +128,27 @@ async def test_domain_error_propagates_and_nothing_is_appended() -> None:
 
 
 async def test_no_events_appends_nothing() -> None:
-    store = FakeStore()
+    store = ContendedStore()
     assert await run(store, lambda state: []) is None
     assert store.appends == 0
 
 
 async def test_lost_race_is_redecided_on_fresh_state() -> None:
-    store = FakeStore(intruders=[Taken(seat="b")])
+    store = ContendedStore(intruders=[Taken(seat="b")])
     await run(store, take("a"))
-    assert [s.data["seat"] for s in store.streams["s"]] == ["b", "a"]
+    assert await store.seats("s") == ["b", "a"]
     assert store.reads == 2
 
 
 async def test_conflicting_concurrent_command_is_refused_by_the_rule() -> None:
-    store = FakeStore(intruders=[Taken(seat="a")])
+    store = ContendedStore(intruders=[Taken(seat="a")])
     with pytest.raises(SeatTaken):
         await run(store, take("a"))
-    assert [s.data["seat"] for s in store.streams["s"]] == ["a"]
+    assert await store.seats("s") == ["a"]
 
 
 async def test_gives_up_after_the_attempts() -> None:
-    store = FakeStore(intruders=[Taken(seat="x"), Taken(seat="y")])
+    store = ContendedStore(intruders=[Taken(seat="x"), Taken(seat="y")])
     with pytest.raises(WrongExpectedVersion):
         await run(store, take("a"), attempts=2)
     assert store.appends == 2
@@ -154,24 +156,24 @@ async def test_gives_up_after_the_attempts() -> None:
 
 async def test_attempts_must_be_positive() -> None:
     with pytest.raises(ValueError, match="attempts"):
-        await run(FakeStore(), take("a"), attempts=0)
+        await run(ContendedStore(), take("a"), attempts=0)
 
 
-async def fold(store: FakeStore, cache: StateCache | None) -> tuple[frozenset[str], int]:
+async def fold(store: ContendedStore, cache: StateCache | None) -> tuple[frozenset[str], int]:
     return await load(
-        cast(EventStore, store), stream_id="s", registry=registry, initial=frozenset[str](),
-        evolve=evolve, cache=cache,
+        store, stream_id="s", registry=registry, initial=frozenset[str](), evolve=evolve,
+        cache=cache,
     )  # fmt: skip
 
 
 async def test_a_cached_state_is_extended_with_what_was_appended_since() -> None:
-    store = FakeStore()
+    store = ContendedStore()
     for seat in "abc":
-        store._put("s", Taken(seat=seat))
+        await store.put("s", Taken(seat=seat))
     cache = StateCache()
     assert await fold(store, cache) == ({"a", "b", "c"}, 3)
     assert store.events_read == 3
-    store._put("s", Taken(seat="d"))  # another process appended
+    await store.put("s", Taken(seat="d"))  # another process appended
     assert await fold(store, cache) == ({"a", "b", "c", "d"}, 4)
     assert store.events_read == 4  # only the new event was read
     assert (cache.hits, cache.misses) == (1, 1)
@@ -192,3 +194,24 @@ def test_the_cache_keeps_the_latest_version_and_forgets_the_least_recently_used(
     assert len(cache) == 2
     with pytest.raises(ValueError, match="max_entries"):
         StateCache(max_entries=0)
+
+
+async def test_the_command_path_answers_what_it_stored_and_keeps_the_state_cached() -> None:
+    store = ContendedStore()
+    commands = CommandPath(store, registry, StateCache())
+    first = await commands.execute_one(MODEL, take("a"), METADATA)
+    assert first.model_dump(exclude={"event_ids"}) == {
+        "duplicate": False,
+        "stream_id": "s",
+        "stream_version": 1,
+        "event_types": ["test.Taken"],
+        "events": [{"seat": "a"}],
+        "warnings": [],
+    }
+    assert len(first.event_ids) == 1
+    reads = store.events_read
+    assert await commands.state(MODEL) == {"a"}
+    assert store.events_read == reads  # the state after the append was cached
+    nothing = await commands.execute_one(MODEL, lambda state: [], METADATA)
+    assert nothing == CommandAccepted.of(None, stream_id="s")
+    assert (nothing.duplicate, nothing.stream_version, nothing.event_ids) == (True, None, [])

@@ -32,7 +32,7 @@ from zhucun.shared.kafka import (
 )
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import NO_STREAM, EventStore, create_pool
+from zhucun.shared.store import NO_STREAM, PostgresEventStore, create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ async def test_round_trip_through_kafka_and_dead_letters(
     await ensure_topics(settings, [event_topic(topic, settings), dlq_topic(topic, settings)])
 
     pool = await create_pool(fresh_database)
-    store = EventStore(pool, schema="assessment")
+    store = PostgresEventStore(pool, schema="assessment")
     await store.migrate()
     correlation = uuid4()
     appended = await store.append(

@@ -24,7 +24,7 @@ from zhucun.shared.events import DomainEvent
 from zhucun.shared.kafka import ensure_topics, event_topic, make_broker
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import ANY_VERSION, EventStore, create_pool
+from zhucun.shared.store import ANY_VERSION, PostgresEventStore, create_pool
 
 pytestmark = pytest.mark.integration
 
@@ -47,9 +47,9 @@ def diary(cadre_id: str, entry: int) -> NewEvent:
 
 
 @pytest.fixture
-async def store(fresh_database: str) -> AsyncIterator[EventStore]:
+async def store(fresh_database: str) -> AsyncIterator[PostgresEventStore]:
     pool = await create_pool(fresh_database, max_size=5)
-    store = EventStore(pool, schema="attendance")
+    store = PostgresEventStore(pool, schema="attendance")
     await store.migrate()
     yield store
     await pool.close()
@@ -112,7 +112,7 @@ def assert_complete_and_ordered(
 
 
 async def test_relay_publishes_every_event_keyed_with_cloudevents_headers(
-    store: EventStore, topic: str, kafka_bootstrap: str
+    store: PostgresEventStore, topic: str, kafka_bootstrap: str
 ) -> None:
     for cadre in range(10):
         for entry in range(3):
@@ -146,7 +146,7 @@ async def test_relay_publishes_every_event_keyed_with_cloudevents_headers(
 
 
 async def test_relay_wakes_on_append_and_a_second_relay_stands_by(
-    store: EventStore, topic: str, kafka_bootstrap: str
+    store: PostgresEventStore, topic: str, kafka_bootstrap: str
 ) -> None:
     broker = make_broker(KafkaSettings(bootstrap_servers=kafka_bootstrap))
     await broker.connect()
@@ -198,7 +198,7 @@ async def wait_for_exit(process: subprocess.Popen[bytes], seconds: float) -> int
 
 @pytest.mark.slow
 async def test_kill_9_between_kafka_ack_and_checkpoint_loses_nothing(
-    store: EventStore, topic: str, kafka_bootstrap: str, fresh_database: str
+    store: PostgresEventStore, topic: str, kafka_bootstrap: str, fresh_database: str
 ) -> None:
     for entry in range(20):
         await store.append("cadre-1", [diary("c1", entry)], expected_version=ANY_VERSION)
@@ -224,7 +224,7 @@ async def test_kill_9_between_kafka_ack_and_checkpoint_loses_nothing(
 
 @pytest.mark.slow
 async def test_kill_9_at_random_points_while_appending_loses_nothing(
-    store: EventStore, topic: str, kafka_bootstrap: str, fresh_database: str
+    store: PostgresEventStore, topic: str, kafka_bootstrap: str, fresh_database: str
 ) -> None:
     cadres, kills = 25, 5
     kills_done = asyncio.Event()

@@ -1,12 +1,19 @@
-"""Event-store contract, against a real PostgreSQL server."""
+"""The event-store contract: one suite, two backends.
+
+Every test runs against the PostgreSQL store (a real server: ``integration``) and the
+in-memory one (``unit``), the way pyeventsourcing runs its recorder tests, so application
+handlers tested on the in-memory store see the behaviour production has. Tampering is done
+the way each backend allows it (plain SQL as a superuser; editing the list).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import uuid4
 
 import asyncpg
@@ -14,17 +21,17 @@ import pytest
 
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
+from zhucun.shared.memory_store import InMemoryEventStore
 from zhucun.shared.store import (
     ANY_VERSION,
     NO_STREAM,
     EventIdConflict,
     EventStore,
+    PostgresEventStore,
     StreamWrite,
     WrongExpectedVersion,
     create_pool,
 )
-
-pytestmark = pytest.mark.integration
 
 registry = EventRegistry()
 
@@ -43,13 +50,82 @@ def new(cadre_id: str, day: int, **kw: object) -> NewEvent:
     return NewEvent(event=PresenceConfirmed(cadre_id=cadre_id, day=day, **kw), metadata=meta)
 
 
-@pytest.fixture
-async def store(fresh_database: str) -> AsyncIterator[EventStore]:
-    pool = await create_pool(fresh_database, max_size=30)
-    store = EventStore(pool, schema="dispatch")
+@dataclass
+class Backend:
+    """A store and the ways a superuser could tamper with what it holds."""
+
+    store: EventStore
+    #: Change an event's ``data[note]`` without fixing its hash: (stream, version, note).
+    alter: Callable[[str, int, str], Awaitable[None]]
+    #: Delete the event at a global position.
+    delete: Callable[[int], Awaitable[None]]
+
+
+async def _postgres(dsn: str) -> AsyncIterator[Backend]:
+    pool = await create_pool(dsn, max_size=30)
+    store = PostgresEventStore(pool, schema="dispatch")
     await store.migrate()
-    yield store
+
+    async def as_superuser(sql: str, *args: Any) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            # The append-only trigger refuses an ordinary UPDATE or DELETE...
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute(sql, *args)
+            # ...but a superuser can bypass triggers; the chain still gives it away.
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute(sql, *args)
+        finally:
+            await conn.close()
+
+    async def alter(stream_id: str, version: int, note: str) -> None:
+        await as_superuser(
+            "UPDATE dispatch.events SET data = jsonb_set(data, '{note}', to_jsonb($3::text))"
+            " WHERE stream_id = $1 AND stream_version = $2",
+            stream_id,
+            version,
+            note,
+        )
+
+    async def delete(position: int) -> None:
+        await as_superuser("DELETE FROM dispatch.events WHERE global_position = $1", position)
+
+    yield Backend(store, alter, delete)
     await pool.close()
+
+
+def _memory() -> Backend:
+    store = InMemoryEventStore()
+    events: list[Any] = store._events
+
+    async def alter(stream_id: str, version: int, note: str) -> None:
+        for n, event in enumerate(events):
+            if (event.stream_id, event.stream_version) == (stream_id, version):
+                events[n] = event.model_copy(update={"data": {**event.data, "note": note}})
+
+    async def delete(position: int) -> None:
+        del events[position - 1]
+
+    return Backend(store, alter, delete)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("postgres", marks=pytest.mark.integration),
+        pytest.param("memory", marks=pytest.mark.unit),
+    ]
+)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == "memory":
+        yield _memory()
+        return
+    async for backend in _postgres(request.getfixturevalue("fresh_database")):
+        yield backend
+
+
+@pytest.fixture
+def store(backend: Backend) -> EventStore:
+    return backend.store
 
 
 async def test_append_and_read_back(store: EventStore) -> None:
@@ -87,7 +163,9 @@ async def test_wrong_expected_version_stores_nothing(store: EventStore) -> None:
     assert any_version.stream_version == 2
 
 
-async def test_twenty_concurrent_appends_at_the_same_version_one_wins(store: EventStore) -> None:
+async def test_twenty_concurrent_appends_at_the_same_version_one_wins(
+    store: EventStore,
+) -> None:
     await store.append("cadre-1", [new("c1", 0)], expected_version=NO_STREAM)
 
     async def attempt(i: int) -> int | Exception:
@@ -122,7 +200,9 @@ async def test_append_streams_writes_several_streams_at_once(store: EventStore) 
     assert (await store.verify()).ok
 
 
-async def test_a_guard_refuses_the_whole_append_when_its_stream_moved(store: EventStore) -> None:
+async def test_a_guard_refuses_the_whole_append_when_its_stream_moved(
+    store: EventStore,
+) -> None:
     await store.append("leave-1", [new("c1", 1)], expected_version=NO_STREAM)
     # The decision read leave-1 at version 1; someone appended to it since.
     await store.append("leave-1", [new("c1", 2)], expected_version=1)
@@ -172,9 +252,8 @@ async def test_same_event_id_with_other_content_is_refused(store: EventStore) ->
     assert await store.head_position() == 1
 
 
-async def test_hash_chain_detects_a_row_altered_with_plain_sql(
-    store: EventStore, fresh_database: str
-) -> None:
+async def test_hash_chain_detects_an_altered_event(backend: Backend) -> None:
+    store = backend.store
     for n in range(3):
         await store.append(f"cadre-{n}", [new(f"c{n}", d) for d in range(4)], expected_version=0)
     clean = await store.verify()
@@ -182,19 +261,7 @@ async def test_hash_chain_detects_a_row_altered_with_plain_sql(
     assert clean.events_checked == 12
     assert clean.streams_checked == 3
 
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        # The append-only trigger refuses an ordinary UPDATE...
-        with pytest.raises(asyncpg.RaiseError, match="append-only"):
-            await conn.execute("UPDATE dispatch.events SET data = '{}' WHERE global_position = 1")
-        # ...but a superuser can bypass triggers; the chain still gives it away.
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute(
-            """UPDATE dispatch.events SET data = jsonb_set(data, '{note}', '"不在村"')
-               WHERE stream_id = 'cadre-1' AND stream_version = 3"""
-        )
-    finally:
-        await conn.close()
+    await backend.alter("cadre-1", 3, "不在村")
 
     report = await store.verify()
     assert report.first_broken is not None
@@ -202,15 +269,11 @@ async def test_hash_chain_detects_a_row_altered_with_plain_sql(
     assert "altered" in report.first_broken.reason
 
 
-async def test_hash_chain_detects_a_deleted_row(store: EventStore, fresh_database: str) -> None:
+async def test_hash_chain_detects_a_deleted_event(backend: Backend) -> None:
+    store = backend.store
     await store.append("cadre-1", [new("c1", d) for d in range(3)], expected_version=0)
     await store.append("cadre-2", [new("c2", d) for d in range(3)], expected_version=0)
-    conn = await asyncpg.connect(fresh_database)
-    try:
-        await conn.execute("SET session_replication_role = replica")
-        await conn.execute("DELETE FROM dispatch.events WHERE global_position = 2")
-    finally:
-        await conn.close()
+    await backend.delete(2)
     report = await store.verify()
     assert report.first_broken is not None
     assert report.first_broken.global_position == 3

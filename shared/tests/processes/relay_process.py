@@ -14,7 +14,7 @@ import signal
 from zhucun.shared.kafka import make_broker
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import EventStore, create_pool
+from zhucun.shared.store import PostgresEventStore, create_pool
 
 
 class DyingRelay(Relay):
@@ -24,7 +24,7 @@ class DyingRelay(Relay):
 
 async def main() -> None:
     pool = await create_pool(os.environ["RELAY_DSN"], max_size=3)
-    store = EventStore(pool, schema=os.environ["RELAY_SCHEMA"])
+    store = PostgresEventStore(pool, schema=os.environ["RELAY_SCHEMA"])
     broker = make_broker(KafkaSettings(bootstrap_servers=os.environ["RELAY_BOOTSTRAP"]))
     await broker.connect()
     relay_class = DyingRelay if os.environ.get("RELAY_DIE_BEFORE_CHECKPOINT") else Relay

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import EventStore, VerificationReport, create_pool
+from zhucun.shared.store import PostgresEventStore, VerificationReport, create_pool
 
 if TYPE_CHECKING:
     from zhucun.shared.projection import Projection
@@ -112,7 +112,7 @@ class AuditCoverage:
 async def _verify_store(dsn: str, schema: str) -> tuple[VerificationReport, list[str]]:
     pool = await create_pool(dsn, min_size=1, max_size=2)
     try:
-        report = await EventStore(pool, schema=schema).verify()
+        report = await PostgresEventStore(pool, schema=schema).verify()
         rows = await pool.fetch(
             f"""
             SELECT event_id::text FROM "{schema}".events

@@ -1,22 +1,26 @@
-"""Command execution against one stream: read, fold, decide, append; retry on a conflict.
+"""The one command path of every service: read the streams a decision needs, fold them,
+decide, append at the versions read; retry on a conflict.
 
-The plumbing every decider-based service repeats::
+An application handler names the streams it reads (``StreamModel``: id, initial state,
+``evolve``) and a pure ``decide`` over their states, and runs them through its service's
+``CommandPath``::
 
-    result = await execute(
-        store,
-        stream_id=stream_id(county),
-        registry=registry,
-        initial=CountyDispatch(county),
-        evolve=evolve,
-        decide=lambda state: decide(command, state, policy),
-        metadata=EventMetadata(occurred_at=now, actor="alice:org_admin"),
+    accepted = await commands.execute(
+        [county_model(county)],
+        lambda states: {county_model(county).stream_id: decide(command, states[0], pack)},
+        metadata,
     )
 
-The append names the version the state was read at. When another writer got there first
-(``WrongExpectedVersion``) the stream is read again and ``decide`` runs again on the fresh
-state, so a concurrent command that conflicts is refused by the domain rule itself (e.g.
-"cadre already assigned"), not by a version number. Domain errors raised by ``decide``
-propagate unchanged; after ``attempts`` lost races the last ``WrongExpectedVersion`` does.
+Every stream read is part of the append, those without new events as guards: when another
+writer got there first (``WrongExpectedVersion``) the streams are read again and ``decide``
+runs again on the fresh states, so a concurrent command that conflicts is refused by the
+domain rule itself (e.g. "cadre already assigned"), not by a version number. Refusals
+(``RuleViolation``) raised by ``decide`` propagate unchanged; after ``attempts`` lost races
+the last ``WrongExpectedVersion`` does.
+
+Folded states are kept in a ``StateCache`` (the store stays the truth: a cached state is a
+state *at a version*, and every load reads the events after it), so a command or a read on
+a long stream (a county's dispatch history) reads only what it does not know yet.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
-from zhucun.shared.envelope import EventMetadata, NewEvent
+from pydantic import BaseModel, ConfigDict
+
+from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
 from zhucun.shared.store import (
     NO_STREAM,
@@ -106,40 +113,6 @@ async def load(
     return state, version
 
 
-async def execute(
-    store: EventStore,
-    *,
-    stream_id: str,
-    registry: EventRegistry,
-    initial: S,
-    evolve: Callable[[S, DomainEvent], S],
-    decide: Callable[[S], Sequence[DomainEvent]],
-    metadata: EventMetadata,
-    attempts: int = 3,
-) -> AppendResult | None:
-    """Decide on the current state of ``stream_id`` and append the events at the version
-    read. ``None`` when ``decide`` returns no events (nothing to append)."""
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    for attempt in range(1, attempts + 1):
-        state, version = await load(
-            store, stream_id=stream_id, registry=registry, initial=initial, evolve=evolve
-        )
-        events = decide(state)
-        if not events:
-            return None
-        try:
-            return await store.append(
-                stream_id,
-                [NewEvent(event=event, metadata=metadata) for event in events],
-                expected_version=version,
-            )
-        except WrongExpectedVersion:
-            if attempt == attempts:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
 @dataclass(frozen=True, slots=True)
 class StreamModel(Generic[S]):
     """One stream a decision reads: its id and how to fold it."""
@@ -149,7 +122,7 @@ class StreamModel(Generic[S]):
     evolve: Callable[[S, DomainEvent], S]
 
 
-async def execute_streams(
+async def execute(
     store: EventStore,
     *,
     streams: Sequence[StreamModel[Any]],
@@ -159,7 +132,8 @@ async def execute_streams(
     attempts: int = 3,
     cache: StateCache | None = None,
 ) -> AppendResult | None:
-    """``execute`` for a decision that reads several streams and may write to any of them.
+    """Decide on the current states of ``streams`` and append what ``decide`` returns, at
+    the versions read.
 
     ``decide`` gets the folded states in the order of ``streams`` and returns the events per
     stream id. Every stream read is part of the append, those without events as guards, so
@@ -209,3 +183,124 @@ async def execute_streams(
                 cache.put(model.stream_id, model.evolve, state, version + len(write.events))
         return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class RuleWarning(BaseModel):
+    """A soft rule that was not met: the decision stands, the warning is on record (in the
+    event's ``warnings``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+
+
+class CommandAccepted(BaseModel):
+    """What a command stored, the one answer of every service's commands.
+
+    ``duplicate``: the command repeated one already stored (or decided nothing new), so
+    nothing was written and ``event_ids`` are those stored before (or empty). ``stream_id``
+    and ``stream_version``: the command's own stream (the first it wrote) and its version
+    after the append. ``events``: the events' data, so a capped grade or an opened obligation
+    is visible at once; ``warnings``: the soft rules the decision did not meet.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    duplicate: bool
+    stream_id: str | None
+    stream_version: int | None
+    event_ids: list[UUID]
+    event_types: list[str]
+    events: list[dict[str, Any]]
+    warnings: list[RuleWarning]
+
+    @classmethod
+    def of(cls, result: AppendResult | None, *, stream_id: str | None = None) -> CommandAccepted:
+        """The answer for an append (``None``: the decision had nothing to append)."""
+        if result is None or not result.events:
+            return cls(
+                duplicate=True,
+                stream_id=stream_id,
+                stream_version=None,
+                event_ids=[],
+                event_types=[],
+                events=[],
+                warnings=[],
+            )
+        own = stream_id or result.events[0].stream_id
+        versions = [e.stream_version for e in result.events if e.stream_id == own]
+        return cls(
+            duplicate=result.duplicate,
+            stream_id=own,
+            stream_version=versions[-1] if versions else None,
+            event_ids=[e.event_id for e in result.events],
+            event_types=[e.event_type for e in result.events],
+            events=[dict(e.data) for e in result.events],
+            warnings=[w for e in result.events for w in _warnings(e)],
+        )
+
+
+def _warnings(event: RecordedEvent) -> list[RuleWarning]:
+    raw = event.data.get("warnings")
+    if not isinstance(raw, list):
+        return []
+    return [RuleWarning.model_validate(item) for item in raw]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandPath:
+    """A service's command path: its store, the registry its events decode with, and the
+    cache of folded states shared by every request of the process."""
+
+    store: EventStore
+    registry: EventRegistry
+    cache: StateCache
+
+    async def load(self, model: StreamModel[S]) -> tuple[S, int]:
+        """The state of one stream and the version it reflects."""
+        return await load(
+            self.store,
+            stream_id=model.stream_id,
+            registry=self.registry,
+            initial=model.initial,
+            evolve=model.evolve,
+            cache=self.cache,
+        )
+
+    async def state(self, model: StreamModel[S]) -> S:
+        """The state of one stream (a read)."""
+        state, _ = await self.load(model)
+        return state
+
+    async def execute(
+        self,
+        streams: Sequence[StreamModel[Any]],
+        decide: Callable[[list[Any]], Mapping[str, Sequence[DomainEvent]]],
+        metadata: EventMetadata,
+        *,
+        attempts: int = 3,
+    ) -> CommandAccepted:
+        """Run one decision (see ``execute``) and answer what it stored. The command's own
+        stream is the first of ``streams``."""
+        result = await execute(
+            self.store,
+            streams=streams,
+            registry=self.registry,
+            decide=decide,
+            metadata=metadata,
+            attempts=attempts,
+            cache=self.cache,
+        )
+        return CommandAccepted.of(result, stream_id=streams[0].stream_id if streams else None)
+
+    async def execute_one(
+        self,
+        model: StreamModel[S],
+        decide: Callable[[S], Sequence[DomainEvent]],
+        metadata: EventMetadata,
+    ) -> CommandAccepted:
+        """A decision on one stream."""
+        return await self.execute(
+            [model], lambda states: {model.stream_id: decide(states[0])}, metadata
+        )

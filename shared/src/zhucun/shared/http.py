@@ -73,6 +73,7 @@ def create_http_app(
     lifespan: Lifespan[FastAPI] | None = None,
     registry: CollectorRegistry | None = None,
     readiness_timeout_seconds: float = DEFAULT_READINESS_TIMEOUT_SECONDS,
+    problems: str = "zhucun",
 ) -> FastAPI:
     """A FastAPI app with ``/health/live``, ``/health/ready``, ``/metrics`` and the plumbing.
 
@@ -89,7 +90,7 @@ def create_http_app(
 
     # add_middleware wraps what is already there: the last one added runs first. The order
     # on the way in is: correlation id -> log context + metrics -> 500 problems -> handlers.
-    install_problem_handlers(app)
+    install_problem_handlers(app, service=problems)
     app.add_middleware(
         RequestObservationMiddleware, metrics=HttpMetrics(app.state.metrics_registry)
     )

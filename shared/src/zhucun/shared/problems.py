@@ -1,8 +1,9 @@
 """RFC 9457 problem details for every Zhucun HTTP API.
 
 Every error a service returns is ``application/problem+json`` with a stable ``type`` URI
-(``https://zhucun.dev/problems/<slug>``) that clients may switch on. Services raise
-:class:`ProblemError` (or a subclass) and :func:`install_problem_handlers` turns it, FastAPI's
+(``https://zhucun.dev/problems/<slug>``) that clients may switch on. Use cases raise a
+:class:`~zhucun.shared.rules.RuleViolation` (its ``kind`` maps to a status here, once), edges
+may raise :class:`ProblemError`, and :func:`install_problem_handlers` turns both, FastAPI's
 validation errors, Starlette's HTTP exceptions and anything unexpected into that shape.
 """
 
@@ -22,8 +23,12 @@ from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from zhucun.shared.rules import STATUS_OF_KIND, RuleKind, RuleViolation
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://zhucun.dev/problems/"
+#: What a client waits before retrying a ``retryable`` refusal (a replica catching up).
+RETRY_AFTER_SECONDS = 5
 
 _logger = structlog.get_logger(__name__)
 
@@ -96,6 +101,37 @@ class ProblemError(Exception):
             correlation_id=correlation_id.get(),
             **self.extensions,
         )
+
+
+def rule_problem(error: RuleViolation, *, service: str) -> ProblemError:
+    """The problem document of a refused command: ``type`` ``<service>/<code>``, the status
+    of its kind, its message, its figures, ``code`` and ``retryable``."""
+    kind = error.kind
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.retryable else None
+    return ProblemError(
+        STATUS_OF_KIND.get(kind, 409),
+        f"{service}/" + error.code.replace("_", "-"),
+        _rule_title(kind, service),
+        error.message,
+        headers=headers,
+        **{**error.details(), "code": error.code, "retryable": error.retryable},
+    )
+
+
+def _rule_title(kind: RuleKind, service: str) -> str:
+    titles: dict[RuleKind, str] = {
+        "invalid": f"Invalid {service} input",
+        "not_found": "Not found",
+        "conflict": f"{service.capitalize()} rule violated",
+        "forbidden": "Not allowed",
+        "retryable": "Not yet known; retry",
+    }
+    return titles[kind]
+
+
+def problem_document(error: ProblemError) -> dict[str, Any]:
+    """A problem as JSON-ready data, for answers that carry one per item (a batch)."""
+    return error.to_problem().model_dump(mode="json", exclude_none=True)
 
 
 def problem_response(
@@ -217,8 +253,16 @@ class UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
-    """Make every error of ``app`` an ``application/problem+json`` response."""
+def install_problem_handlers(app: FastAPI, *, service: str = "zhucun") -> None:
+    """Make every error of ``app`` an ``application/problem+json`` response; a refusal's
+    ``type`` is prefixed with ``service``."""
+
+    async def rule_violation_handler(request: Request, exc: Exception) -> ProblemResponse:
+        assert isinstance(exc, RuleViolation)
+        error = rule_problem(exc, service=service)
+        return problem_response(error.to_problem(instance=request.url.path), headers=error.headers)
+
+    app.add_exception_handler(RuleViolation, rule_violation_handler)
     app.add_exception_handler(ProblemError, _problem_error_handler)
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
@@ -228,6 +272,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
     "PROBLEM_TYPE_BASE",
+    "RETRY_AFTER_SECONDS",
     "FieldError",
     "Problem",
     "ProblemError",
@@ -235,6 +280,8 @@ __all__ = [
     "UnhandledErrorMiddleware",
     "install_problem_handlers",
     "internal_error_problem",
+    "problem_document",
     "problem_response",
     "problem_type",
+    "rule_problem",
 ]

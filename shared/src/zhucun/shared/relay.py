@@ -34,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from zhucun.shared.envelope import to_kafka
 from zhucun.shared.errors import describe_error
-from zhucun.shared.store import EventStore, advisory_lock_key
+from zhucun.shared.store import PostgresEventStore, advisory_lock_key
 
 log = structlog.get_logger(__name__)
 
@@ -100,7 +100,7 @@ class RelayPublishError(Exception):
 class Relay:
     def __init__(
         self,
-        store: EventStore,
+        store: PostgresEventStore,
         broker: KafkaBroker,
         *,
         topic: str,

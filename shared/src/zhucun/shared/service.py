@@ -38,8 +38,9 @@ from fastapi import FastAPI, Request, Response
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry
 
-from zhucun.shared.commands import StateCache
+from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.errors import describe_error
+from zhucun.shared.events import EventRegistry
 from zhucun.shared.http import create_http_app, postgres_ready
 from zhucun.shared.kafka import (
     DeadLetterPublisher,
@@ -53,7 +54,12 @@ from zhucun.shared.problems import ProblemError, problem_response
 from zhucun.shared.projection import Projection, ProjectionRunner
 from zhucun.shared.relay import Relay
 from zhucun.shared.settings import ServiceSettings
-from zhucun.shared.store import EventIdConflict, EventStore, WrongExpectedVersion, create_pool
+from zhucun.shared.store import (
+    EventIdConflict,
+    PostgresEventStore,
+    WrongExpectedVersion,
+    create_pool,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +87,7 @@ class ServiceRuntime:
     settings: ServiceSettings
     pool: asyncpg.Pool | None = None
     broker: KafkaBroker | None = None
-    store: EventStore | None = None
+    store: PostgresEventStore | None = None
     relay: Relay | None = None
     relay_task: asyncio.Task[None] | None = None
     projections: dict[str, ProjectionRunner] = field(default_factory=dict)
@@ -92,10 +98,19 @@ class ServiceRuntime:
     #: this process touched lately reads only what was appended since.
     states: StateCache = field(default_factory=StateCache)
 
-    def event_store(self) -> EventStore:
+    #: How the events of the service's own store decode (None for a service without one).
+    events: EventRegistry | None = None
+
+    def event_store(self) -> PostgresEventStore:
         if self.store is None:
             raise RuntimeError("the service is not started (no event store yet)")
         return self.store
+
+    def commands(self) -> CommandPath:
+        """The service's command path: its store, its events, the shared state cache."""
+        if self.events is None:
+            raise RuntimeError("the service keeps no event store")
+        return CommandPath(self.event_store(), self.events, self.states)
 
 
 def create_service_app(
@@ -107,6 +122,8 @@ def create_service_app(
     version: str = "0.1.0",
     projections: Sequence[Projection] = (),
     store_schema: str | None = None,
+    events: EventRegistry | None = None,
+    problems: str = "zhucun",
 ) -> FastAPI:
     """An HTTP app with the service runtime in its lifespan.
 
@@ -116,9 +133,11 @@ def create_service_app(
     supervised ``ProjectionRunner`` into the service's database; a projection with a
     ``schema`` attribute keeps its runtime tables (offsets, counts) there, beside its read
     model, so it can be rebuilt and switched alone. ``store_schema``: the schema of the
-    event store (default: the settings' schema).
+    event store (default: the settings' schema). ``events``: the registry the store's events
+    decode with (the command path's). ``problems``: the prefix of the service's problem types
+    (``dispatch`` -> ``https://zhucun.dev/problems/dispatch/<code>``).
     """
-    runtime = ServiceRuntime(settings)
+    runtime = ServiceRuntime(settings, events=events)
     registry = CollectorRegistry()
 
     @asynccontextmanager
@@ -136,7 +155,7 @@ def create_service_app(
         reports = app.state.health_reports
         reports["kafka"] = partial(_kafka_report, runtime)
         if topic is not None:
-            runtime.store = EventStore(runtime.pool, schema=store_schema or pg.schema_name)
+            runtime.store = PostgresEventStore(runtime.pool, schema=store_schema or pg.schema_name)
             await runtime.store.migrate()
             runtime.relay = Relay(
                 runtime.store, runtime.broker, topic=topic, source=source, registry=registry
@@ -182,7 +201,12 @@ def create_service_app(
             log.info("service.stopped", service=settings.service_name)
 
     app = create_http_app(
-        settings, title=title, version=version, lifespan=lifespan, registry=registry
+        settings,
+        title=title,
+        version=version,
+        lifespan=lifespan,
+        registry=registry,
+        problems=problems,
     )
     app.state.runtime = runtime
     app.add_exception_handler(WrongExpectedVersion, _store_conflict)

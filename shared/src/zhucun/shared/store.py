@@ -37,7 +37,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -126,6 +126,33 @@ class VerificationReport:
         return self.first_broken is None
 
 
+class EventStore(Protocol):
+    """What the command path, the relay and the auditors need of an event store.
+
+    Two implementations keep the same contract (``shared/tests/test_store.py`` runs one
+    suite against both): ``PostgresEventStore``, the product's, and
+    ``zhucun.shared.memory_store.InMemoryEventStore``, for fast tests of application handlers.
+    """
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int
+    ) -> AppendResult: ...
+
+    async def append_streams(self, writes: Sequence[StreamWrite]) -> AppendResult: ...
+
+    async def read_stream(
+        self, stream_id: str, *, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]: ...
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]: ...
+
+    async def head_position(self) -> int: ...
+
+    async def stream_version(self, stream_id: str) -> int: ...
+
+    async def verify(self, *, batch_size: int = 2000) -> VerificationReport: ...
+
+
 def advisory_lock_key(schema: str, purpose: str) -> int:
     """A stable signed 64-bit advisory-lock key per schema and purpose."""
     digest = hashlib.sha256(f"zhucun:{schema}:{purpose}".encode()).digest()
@@ -157,7 +184,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
     return pool
 
 
-class EventStore:
+class PostgresEventStore:
     """Append to and read from the ``events`` table of one schema."""
 
     def __init__(self, pool: asyncpg.Pool, *, schema: str = "public") -> None:
@@ -301,15 +328,9 @@ class EventStore:
         publishes what it decides). The append lock is then held until the caller commits;
         keep such transactions short.
         """
-        if not any(write.events for write in writes):
-            raise ValueError("append needs at least one event")
+        new_events = check_append(writes)
         streams = [write.stream_id for write in writes]
-        if len(set(streams)) != len(streams):
-            raise ValueError("a stream appears twice in one append")
-        new_events = [(write, new) for write in writes for new in write.events]
         ids = [new.event_id for _, new in new_events]
-        if len(set(ids)) != len(ids):
-            raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
         payloads = [new.event.to_data() for _, new in new_events]
         for _ in range(_APPEND_ATTEMPTS):
             if conn is not None:
@@ -367,32 +388,8 @@ class EventStore:
         # Every stream must still be at the version read when the lock is held: for guards and
         # expected versions that is the rule; for the others, the chain was hashed on it.
         check_versions = [head[stream][0] for stream in streams]
-        recorded_at = datetime.now(UTC)
-        recorded: list[RecordedEvent] = []
-        for (write, new), data in zip(new_events, payloads, strict=True):
-            version, prev_hash = head[write.stream_id]
-            meta = new.metadata
-            # Built from typed values the store itself produced: no validation needed.
-            event = RecordedEvent.model_construct(
-                event_id=new.event_id,
-                stream_id=write.stream_id,
-                stream_version=version + 1,
-                global_position=0,  # allocated under the lock; not part of the hash
-                event_type=new.event.event_type,
-                schema_version=new.event.schema_version,
-                key=new.event.kafka_key(),
-                data=data,
-                occurred_at=meta.occurred_at,
-                recorded_at=recorded_at,
-                correlation_id=meta.correlation_id,
-                causation_id=meta.causation_id,
-                actor=meta.actor,
-                prev_hash=prev_hash,
-                hash="",
-            )
-            digest = event.computed_hash()
-            recorded.append(event.model_copy(update={"hash": digest}))
-            head[write.stream_id] = (version + 1, digest)
+        # Global positions are allocated under the lock; they are not part of the hash.
+        recorded = chain_events(new_events, payloads, head, first_position=0)
         columns = _columns_of(recorded)[1:]  # without the global position
         try:
             async with conn.transaction():
@@ -450,7 +447,8 @@ class EventStore:
         stored = await conn.fetch(
             f"SELECT {_COLUMNS} FROM {self.table} WHERE event_id = ANY($1::uuid[])", ids
         )
-        return AppendResult(_replayed(new_events, payloads, stored), duplicate=True)
+        by_id = {row["event_id"]: _record(row) for row in stored}
+        return AppendResult(replayed(new_events, payloads, by_id), duplicate=True)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -499,37 +497,9 @@ class EventStore:
     # --- auditing ----------------------------------------------------------------------
 
     async def verify(self, *, batch_size: int = 2000) -> VerificationReport:
-        """Walk every hash chain in global order and name the first broken link.
-
-        Checks per event: positions are dense (a deleted row leaves a gap), versions follow
-        each other within the stream, ``prev_hash`` is the previous event's ``hash``, and
-        ``hash`` matches the recomputed hash of the stored content.
-        """
-        last_hash: dict[str, str] = {}
-        last_version: dict[str, int] = {}
-        checked = 0
-        expected_position = 1
-        async for event in self._scan(batch_size):
-            checked += 1
-            stream = event.stream_id
-            reason = None
-            if event.global_position != expected_position:
-                reason = (
-                    f"global positions {expected_position}..{event.global_position - 1} are missing"
-                )
-            elif event.stream_version != last_version.get(stream, 0) + 1:
-                reason = f"version {event.stream_version} follows {last_version.get(stream, 0)}"
-            elif event.prev_hash != last_hash.get(stream, GENESIS_HASH):
-                reason = "prev_hash does not match the previous event's hash"
-            elif event.computed_hash() != event.hash:
-                reason = "content does not match its hash (altered after it was stored)"
-            if reason is not None:
-                broken = BrokenLink(stream, event.stream_version, event.global_position, reason)
-                return VerificationReport(checked, len(last_hash), broken)
-            expected_position = event.global_position + 1
-            last_hash[stream] = event.hash
-            last_version[stream] = event.stream_version
-        return VerificationReport(checked, len(last_hash), None)
+        """Walk every hash chain in global order and name the first broken link
+        (``verify_chains``)."""
+        return await verify_chains(self._scan(batch_size))
 
     async def _scan(self, batch_size: int) -> AsyncIterator[RecordedEvent]:
         after = 0
@@ -542,14 +512,101 @@ class EventStore:
             after = batch[-1].global_position
 
 
-def _replayed(
-    new_events: list[tuple[StreamWrite, NewEvent]],
-    payloads: list[JsonObject],
-    stored: list[asyncpg.Record],
+def chain_events(
+    new_events: Sequence[tuple[StreamWrite, NewEvent]],
+    payloads: Sequence[JsonObject],
+    head: dict[str, tuple[int, str]],
+    *,
+    first_position: int,
 ) -> list[RecordedEvent]:
-    """Decide an append whose event ids are (partly) stored: all the same → the stored
-    events, unchanged; anything else → ``EventIdConflict``."""
-    by_id = {row["event_id"]: _record(row) for row in stored}
+    """The recorded form of an append's new events: versions after each stream's ``head``
+    (version, hash), each hash chained to the one before it in its stream, global positions
+    from ``first_position`` on (0: allocated later). ``head`` is advanced in place."""
+    recorded_at = datetime.now(UTC)
+    recorded: list[RecordedEvent] = []
+    for n, ((write, new), data) in enumerate(zip(new_events, payloads, strict=True)):
+        version, prev_hash = head[write.stream_id]
+        meta = new.metadata
+        # Built from typed values the store itself produced: no validation needed.
+        event = RecordedEvent.model_construct(
+            event_id=new.event_id,
+            stream_id=write.stream_id,
+            stream_version=version + 1,
+            global_position=first_position + n if first_position else 0,
+            event_type=new.event.event_type,
+            schema_version=new.event.schema_version,
+            key=new.event.kafka_key(),
+            data=data,
+            occurred_at=meta.occurred_at,
+            recorded_at=recorded_at,
+            correlation_id=meta.correlation_id,
+            causation_id=meta.causation_id,
+            actor=meta.actor,
+            prev_hash=prev_hash,
+            hash="",
+        )
+        digest = event.computed_hash()
+        recorded.append(event.model_copy(update={"hash": digest}))
+        head[write.stream_id] = (version + 1, digest)
+    return recorded
+
+
+def check_append(writes: Sequence[StreamWrite]) -> list[tuple[StreamWrite, NewEvent]]:
+    """The rules of an append that hold before any store is asked: some events, each stream
+    once, each event id once. The new events in append order."""
+    if not any(write.events for write in writes):
+        raise ValueError("append needs at least one event")
+    streams = [write.stream_id for write in writes]
+    if len(set(streams)) != len(streams):
+        raise ValueError("a stream appears twice in one append")
+    new_events = [(write, new) for write in writes for new in write.events]
+    ids = [new.event_id for _, new in new_events]
+    if len(set(ids)) != len(ids):
+        raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
+    return new_events
+
+
+async def verify_chains(events: AsyncIterator[RecordedEvent]) -> VerificationReport:
+    """Walk every hash chain in global order and name the first broken link.
+
+    Checks per event: positions are dense (a deleted row leaves a gap), versions follow
+    each other within the stream, ``prev_hash`` is the previous event's ``hash``, and
+    ``hash`` matches the recomputed hash of the stored content.
+    """
+    last_hash: dict[str, str] = {}
+    last_version: dict[str, int] = {}
+    checked = 0
+    expected_position = 1
+    async for event in events:
+        checked += 1
+        stream = event.stream_id
+        reason = None
+        if event.global_position != expected_position:
+            reason = (
+                f"global positions {expected_position}..{event.global_position - 1} are missing"
+            )
+        elif event.stream_version != last_version.get(stream, 0) + 1:
+            reason = f"version {event.stream_version} follows {last_version.get(stream, 0)}"
+        elif event.prev_hash != last_hash.get(stream, GENESIS_HASH):
+            reason = "prev_hash does not match the previous event's hash"
+        elif event.computed_hash() != event.hash:
+            reason = "content does not match its hash (altered after it was stored)"
+        if reason is not None:
+            broken = BrokenLink(stream, event.stream_version, event.global_position, reason)
+            return VerificationReport(checked, len(last_hash), broken)
+        expected_position = event.global_position + 1
+        last_hash[stream] = event.hash
+        last_version[stream] = event.stream_version
+    return VerificationReport(checked, len(last_hash), None)
+
+
+def replayed(
+    new_events: Sequence[tuple[StreamWrite, NewEvent]],
+    payloads: Sequence[JsonObject],
+    by_id: dict[UUID, RecordedEvent],
+) -> list[RecordedEvent]:
+    """Decide an append whose event ids are (partly) stored (``by_id``): all the same → the
+    stored events, unchanged; anything else → ``EventIdConflict``."""
     for (write, new), data in zip(new_events, payloads, strict=True):
         existing = by_id.get(new.event_id)
         if existing is None:

@@ -3,7 +3,7 @@ their admonition talks, red and blue lists, annual rounds, term-end assessments,
 
 The edge looks up the cadre's posts in the replica of dispatch and the year's unexcused
 absences in the replica of attendance, checks role and jurisdiction against the post's
-county and township, and runs the pure decider through ``execute_streams``.
+county and township, and runs the pure decider through ``execute``.
 
 Who may do what:
 
@@ -82,7 +82,7 @@ from zhucun.assessment.events import (
 from zhucun.attendance.facts import AttendanceFacts as AttendanceReplica
 from zhucun.dispatch.replica import AssignmentRow, DispatchFacts
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
-from zhucun.shared.commands import StreamModel, execute_streams, load
+from zhucun.shared.commands import StreamModel, execute, load
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, PolicySectionMissing
@@ -314,7 +314,7 @@ async def _execute(
     decide: Callable[[list[Any]], Mapping[str, Sequence[DomainEvent]]],
 ) -> CommandAccepted:
     try:
-        result = await execute_streams(
+        result = await execute(
             _runtime(request).event_store(),
             streams=streams,
             registry=registry,

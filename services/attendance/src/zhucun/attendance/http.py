@@ -3,7 +3,7 @@
 Every route is about one cadre (``/cadres/{cadre_id}/...``) except the county-wide month
 close. The edge looks up the cadre's posts in the replica of dispatch (``replica.py``), checks
 the caller's role and jurisdiction against the post's county and township, builds a command
-and runs the pure decider through ``execute_streams``: the streams a decision reads are the
+and runs the pure decider through ``execute``: the streams a decision reads are the
 streams its append is guarded by, so a concurrent change re-runs the decision.
 
 Who may do what:
@@ -87,7 +87,7 @@ from zhucun.attendance.events import (
 )
 from zhucun.attendance.replica import PostDirectory
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
-from zhucun.shared.commands import StreamModel, execute_streams, load
+from zhucun.shared.commands import StreamModel, execute, load
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, PolicySectionMissing
@@ -371,7 +371,7 @@ async def _execute(
     decide: Callable[[list[Any]], Mapping[str, Sequence[DomainEvent]]],
 ) -> AppendResult | None:
     try:
-        return await execute_streams(
+        return await execute(
             _runtime(request).event_store(),
             streams=streams,
             registry=registry,

@@ -72,7 +72,7 @@ from zhucun.dispatch.events import (
 )
 from zhucun.shared.auth import Principal, Scope, require_roles
 from zhucun.shared.auth import Role as AccessRole
-from zhucun.shared.commands import execute, load
+from zhucun.shared.commands import StreamModel, execute, load
 from zhucun.shared.http import command_metadata
 from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack
 from zhucun.shared.problems import ProblemError
@@ -356,11 +356,9 @@ async def _run(
     try:
         result = await execute(
             _runtime(request).event_store(),
-            stream_id=stream,
+            streams=[StreamModel(stream, CountyDispatch(county=county), evolve)],
             registry=registry,
-            initial=CountyDispatch(county=county),
-            evolve=evolve,
-            decide=lambda state: decide(command, state, policy),
+            decide=lambda states: {stream: decide(command, states[0], policy)},
             metadata=metadata,
         )
     except DispatchRuleViolation as error:

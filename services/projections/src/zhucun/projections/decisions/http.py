@@ -36,7 +36,7 @@ from zhucun.projections.decisions.lifecycle import (
     evolve,
 )
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
-from zhucun.shared.commands import StreamModel, execute_streams
+from zhucun.shared.commands import StreamModel, execute
 from zhucun.shared.http import command_metadata
 from zhucun.shared.problems import ProblemError
 from zhucun.shared.service import ServiceRuntime
@@ -370,7 +370,7 @@ async def dismiss_decision(
     model = StreamModel(decision_stream(decision_id), DecisionState(decision_id), evolve)
     command = DismissRecall(decision_id, body.reason, datetime.now(UTC).astimezone(SHANGHAI).date())
     try:
-        result = await execute_streams(
+        result = await execute(
             runtime.event_store(),
             streams=[model],
             registry=decisions_registry,

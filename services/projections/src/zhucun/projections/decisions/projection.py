@@ -54,7 +54,7 @@ from zhucun.shared.events import EventRegistry
 from zhucun.shared.policy import PolicyBook, PolicyPack
 from zhucun.shared.projection import Delivery
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR
-from zhucun.shared.store import ANY_VERSION, EventStore, StreamWrite
+from zhucun.shared.store import ANY_VERSION, PostgresEventStore, StreamWrite
 
 log = structlog.get_logger(__name__)
 
@@ -258,7 +258,9 @@ class DecisionsProjection:
         self.entries = f'"{schema}".pool_entries'
         # Appends only ever go through the batch's connection (``conn=``), never a pool.
         self.store = (
-            EventStore(cast(asyncpg.Pool, None), schema=store_schema) if store_schema else None
+            PostgresEventStore(cast(asyncpg.Pool, None), schema=store_schema)
+            if store_schema
+            else None
         )
 
     async def migrate(self, conn: asyncpg.Connection) -> None:
