@@ -29,6 +29,10 @@ WORKDIR /src
 # pyproject.toml changes, not on every source edit.
 COPY pyproject.toml uv.lock ./
 COPY shared/pyproject.toml shared/
+COPY contracts/dispatch/pyproject.toml contracts/dispatch/
+COPY contracts/attendance/pyproject.toml contracts/attendance/
+COPY contracts/assessment/pyproject.toml contracts/assessment/
+COPY contracts/decisions/pyproject.toml contracts/decisions/
 COPY services/dispatch/pyproject.toml services/dispatch/
 COPY services/attendance/pyproject.toml services/attendance/
 COPY services/assessment/pyproject.toml services/assessment/
@@ -42,6 +46,10 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 # Then the workspace itself, installed as wheels (no editable links back into /src).
 COPY README.md ./
 COPY shared/src shared/src
+COPY contracts/dispatch/src contracts/dispatch/src
+COPY contracts/attendance/src contracts/attendance/src
+COPY contracts/assessment/src contracts/assessment/src
+COPY contracts/decisions/src contracts/decisions/src
 COPY services/dispatch/src services/dispatch/src
 COPY services/attendance/src services/attendance/src
 COPY services/assessment/src services/assessment/src

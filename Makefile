@@ -33,7 +33,7 @@ lint:
 	uv lock --check
 	uv run ruff check .
 	uv run ruff format --check .
-	uv run mypy shared/src src services/*/src devtools/src
+	uv run mypy shared/src contracts/*/src src services/*/src devtools/src
 
 # Rewrites the code in the project's format and applies ruff's safe fixes.
 fmt:

@@ -45,7 +45,7 @@ import aiohttp
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch.events import (
     AssignmentKind,
     CadreAssigned,
     Geofence,

@@ -57,8 +57,8 @@ import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from zhucun.attendance.events import CheckInRecorded, LocationEvidence
-from zhucun.attendance.events import registry as attendance_registry
+from zhucun.contracts.attendance.events import CheckInRecorded, LocationEvidence
+from zhucun.contracts.attendance.events import registry as attendance_registry
 from zhucun.shared.envelope import RecordedEvent, to_kafka
 from zhucun.shared.events import GENESIS_HASH
 from zhucun.shared.kafka import ensure_topics, event_topic

@@ -239,7 +239,7 @@ async def one_file(dsn: str) -> list[str]:
     import uuid
     from datetime import date, timedelta
 
-    from zhucun.dispatch.events import AssignmentKind, CadreAssigned, Role
+    from zhucun.contracts.dispatch.events import AssignmentKind, CadreAssigned, Role
     from zhucun.projections.audit import AuditTrail
     from zhucun.shared.envelope import RecordedEvent
     from zhucun.shared.projection import Delivery

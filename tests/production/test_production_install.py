@@ -38,6 +38,10 @@ DEV_ONLY_PACKAGES = ("psutil", "httpx", "aiohttp", "pytest", "testcontainers")
 #: Workspace member -> the import package(s) whose every module must import alone.
 MEMBERS = {
     "zhucun-shared": "zhucun.shared",
+    "zhucun-dispatch-contract": "zhucun.contracts.dispatch",
+    "zhucun-attendance-contract": "zhucun.contracts.attendance",
+    "zhucun-assessment-contract": "zhucun.contracts.assessment",
+    "zhucun-decisions-contract": "zhucun.contracts.decisions",
     "zhucun-dispatch": "zhucun.dispatch",
     "zhucun-attendance": "zhucun.attendance",
     "zhucun-assessment": "zhucun.assessment",

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from zhucun.assessment import events as assessment
-from zhucun.attendance import events as attendance
-from zhucun.dispatch import events as dispatch
-from zhucun.projections.decisions import events as decisions
+from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import events as attendance
+from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import events as dispatch
 from zhucun.projections.decisions.projection import facts_of
 from zhucun.projections.decisions.rules import Packs, Verdict, evaluate
 from zhucun.reference import Packs as ReferencePacks

@@ -15,7 +15,7 @@ from uuid import UUID, uuid5
 
 import pytest
 
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     AnnualResultIssued,
     ListEntry,
     QuarterlyAssessed,
@@ -24,8 +24,8 @@ from zhucun.assessment.events import (
     TermAssessed,
     VillagerEvaluationRecorded,
 )
-from zhucun.attendance.events import MonthClosed
-from zhucun.dispatch.events import AssignmentKind, CadreAssigned, CadreRecalled, Role
+from zhucun.contracts.attendance.events import MonthClosed
+from zhucun.contracts.dispatch.events import AssignmentKind, CadreAssigned, CadreRecalled, Role
 from zhucun.reference import (
     AmbiguousFacts,
     DecisionRow,

@@ -12,8 +12,8 @@ from itertools import pairwise
 import pytest
 
 from zhucun.assessment.domain.rules import excellent_cap
-from zhucun.assessment.events import AnnualGrade, QuarterlyGrade
-from zhucun.dispatch.events import Role, UnitKind, UnitLevel
+from zhucun.contracts.assessment.events import AnnualGrade, QuarterlyGrade
+from zhucun.contracts.dispatch.events import Role, UnitKind, UnitLevel
 from zhucun.sim import Behaviour, Mix, MixError, Scenario, generate
 from zhucun.sim import actions as a
 from zhucun.sim.scenario import default_start

@@ -82,7 +82,7 @@ from zhucun.assessment.domain import (
     team_stream,
 )
 from zhucun.assessment.domain import errors as error_module
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     AdmonitionTalkHeld,
     AdmonitionTalksCompleted,
     AdmonitionTalksRequired,

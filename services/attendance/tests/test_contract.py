@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from zhucun.attendance.contract import (
-    DOCUMENT_PATH,
-    OPENAPI_PATH,
-    document,
-    openapi_document,
-    render_openapi,
-)
-from zhucun.attendance.events import registry
+from zhucun.attendance.app import OPENAPI_PATH, create_app
+from zhucun.contracts.attendance.asyncapi import DOCUMENT_PATH, document
+from zhucun.contracts.attendance.events import registry
 from zhucun.shared.asyncapi import render
+from zhucun.shared.http import render_openapi
 
 pytestmark = pytest.mark.unit
 
 
 def test_committed_asyncapi_document_is_current() -> None:
     assert DOCUMENT_PATH.read_text() == render(document()), (
-        "services/attendance/asyncapi.json is stale: run `uv run zhucun contracts write`"
+        "the asyncapi.json of the attendance contract is stale: run `uv run zhucun contracts write`"
     )
 
 
@@ -39,7 +35,7 @@ def test_no_event_can_carry_coordinates() -> None:
 
 
 def test_committed_openapi_document_is_current() -> None:
-    assert OPENAPI_PATH.read_text() == render_openapi(), (
+    assert OPENAPI_PATH.read_text() == render_openapi(create_app()), (
         "services/attendance/openapi.json is stale: run `uv run zhucun contracts write`"
     )
 
@@ -47,7 +43,7 @@ def test_committed_openapi_document_is_current() -> None:
 def test_reads_are_about_one_cadre_never_a_ranking() -> None:
     """The law (2024, 2026) forbids ranking people by check-ins or time online: every read
     is one cadre's own file, and no read lists cadres."""
-    paths = openapi_document()["paths"]
+    paths = create_app().openapi()["paths"]
     reads = [path for path, ops in paths.items() if "get" in ops]
     assert reads
     assert all(path.startswith("/cadres/{cadre_id}/") for path in reads), reads

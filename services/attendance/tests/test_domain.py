@@ -76,7 +76,7 @@ from zhucun.attendance.domain import (
     write_diary_entry,
 )
 from zhucun.attendance.domain import errors as error_module
-from zhucun.attendance.events import (
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
     DiaryEntryWritten,

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from zhucun.dispatch.contract import (
-    DOCUMENT_PATH,
-    OPENAPI_PATH,
-    document,
-    openapi_document,
-    render_openapi,
-)
-from zhucun.dispatch.events import registry
+from zhucun.contracts.dispatch.asyncapi import DOCUMENT_PATH, document
+from zhucun.contracts.dispatch.events import registry
+from zhucun.dispatch.app import OPENAPI_PATH, create_app
 from zhucun.shared.asyncapi import render
+from zhucun.shared.http import render_openapi
 
 pytestmark = pytest.mark.unit
 
 
 def test_committed_asyncapi_document_is_current() -> None:
     assert DOCUMENT_PATH.read_text() == render(document()), (
-        "services/dispatch/asyncapi.json is stale: run `uv run zhucun contracts write`"
+        "the asyncapi.json of the dispatch contract is stale: run `uv run zhucun contracts write`"
     )
 
 
@@ -30,12 +26,12 @@ def test_every_event_type_is_in_the_document() -> None:
 
 
 def test_committed_openapi_document_is_current() -> None:
-    assert OPENAPI_PATH.read_text() == render_openapi(), (
+    assert OPENAPI_PATH.read_text() == render_openapi(create_app()), (
         "services/dispatch/openapi.json is stale: run `uv run zhucun contracts write`"
     )
 
 
 def test_openapi_has_a_route_per_command() -> None:
-    paths = openapi_document()["paths"]
+    paths = create_app().openapi()["paths"]
     writes = [op for path in paths.values() for method, op in path.items() if method != "get"]
     assert len(writes) == 15

@@ -9,6 +9,32 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from zhucun.contracts.dispatch.events import (
+    AssignmentEnded,
+    AssignmentKind,
+    CadreAssigned,
+    CadreRecalled,
+    CadreRegistered,
+    EndReason,
+    Expertise,
+    Geofence,
+    HandoverCompleted,
+    HandoverItem,
+    HandoverItemCompleted,
+    HandoverOpened,
+    ReplacementObligationClosed,
+    ReplacementObligationOpened,
+    Role,
+    RoundClosed,
+    RoundOpened,
+    TeamFormed,
+    TownshipLeaderAppointed,
+    UnitKind,
+    UnitLevel,
+    VillageCategory,
+    VillageNeedsDeclared,
+    VillageRegistered,
+)
 from zhucun.dispatch.domain import (
     AppointTownshipLeader,
     AssignCadre,
@@ -53,32 +79,6 @@ from zhucun.dispatch.domain import (
     fold,
     round_report,
     stream_id,
-)
-from zhucun.dispatch.events import (
-    AssignmentEnded,
-    AssignmentKind,
-    CadreAssigned,
-    CadreRecalled,
-    CadreRegistered,
-    EndReason,
-    Expertise,
-    Geofence,
-    HandoverCompleted,
-    HandoverItem,
-    HandoverItemCompleted,
-    HandoverOpened,
-    ReplacementObligationClosed,
-    ReplacementObligationOpened,
-    Role,
-    RoundClosed,
-    RoundOpened,
-    TeamFormed,
-    TownshipLeaderAppointed,
-    UnitKind,
-    UnitLevel,
-    VillageCategory,
-    VillageNeedsDeclared,
-    VillageRegistered,
 )
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyBook, PolicyPack

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch.events import (
     AssignmentKind,
     CadreAssigned,
     Role,

@@ -6,15 +6,7 @@ from datetime import date
 
 import pytest
 
-from zhucun.dispatch.domain import (
-    CountyDispatch,
-    UnknownVillage,
-    candidates_for,
-    fold,
-    rank_candidates,
-)
-from zhucun.dispatch.domain.state import Cadre, Village
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch.events import (
     AssignmentKind,
     CadreAssigned,
     Expertise,
@@ -25,6 +17,14 @@ from zhucun.dispatch.events import (
     UnitLevel,
     VillageCategory,
 )
+from zhucun.dispatch.domain import (
+    CountyDispatch,
+    UnknownVillage,
+    candidates_for,
+    fold,
+    rank_candidates,
+)
+from zhucun.dispatch.domain.state import Cadre, Village
 
 pytestmark = pytest.mark.unit
 
@@ -101,7 +101,7 @@ def test_skills_meeting_declared_needs_outrank_a_unit_kind_fit() -> None:
 
 
 def test_candidates_exclude_cadres_on_post_or_already_sent_in_the_round() -> None:
-    from zhucun.dispatch.events import CadreRegistered, VillageRegistered
+    from zhucun.contracts.dispatch.events import CadreRegistered, VillageRegistered
 
     def registered(c: Cadre) -> CadreRegistered:
         return CadreRegistered(

@@ -31,13 +31,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, SecretStr
 
-from zhucun.assessment import events as assessment
 from zhucun.assessment.app import SOURCE as ASSESSMENT_SOURCE
 from zhucun.assessment.app import create_app as create_assessment
-from zhucun.attendance import events as attendance
 from zhucun.attendance.app import SOURCE as ATTENDANCE_SOURCE
 from zhucun.attendance.app import create_app as create_attendance
-from zhucun.dispatch import events as dispatch
+from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import events as attendance
+from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import events as dispatch
 from zhucun.dispatch.app import SOURCE as DISPATCH_SOURCE
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
@@ -53,7 +54,6 @@ from zhucun.projections.audit import (
     summarize,
     union_registry,
 )
-from zhucun.projections.decisions import events as decisions
 from zhucun.shared.auth import mint_token
 from zhucun.shared.envelope import RecordedEvent
 from zhucun.shared.events import DomainEvent

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from zhucun.projections.contract import DOCUMENT_PATH, OPENAPI_PATH, document, render_openapi
-from zhucun.projections.decisions.events import registry
+from zhucun.contracts.decisions.asyncapi import DOCUMENT_PATH, document
+from zhucun.contracts.decisions.events import registry
+from zhucun.projections.app import OPENAPI_PATH, create_app
 from zhucun.shared.asyncapi import render
+from zhucun.shared.http import render_openapi
 
 pytestmark = pytest.mark.unit
 
 
 def test_committed_asyncapi_document_is_current() -> None:
     assert DOCUMENT_PATH.read_text() == render(document()), (
-        "services/projections/asyncapi.json is stale: run `uv run zhucun contracts write`"
+        "the asyncapi.json of the decisions contract is stale: run `uv run zhucun contracts write`"
     )
 
 
@@ -31,6 +33,6 @@ def test_every_decision_event_is_in_the_document_and_keyed_by_cadre() -> None:
 
 
 def test_committed_openapi_document_is_current() -> None:
-    assert OPENAPI_PATH.read_text() == render_openapi(), (
+    assert OPENAPI_PATH.read_text() == render_openapi(create_app()), (
         "services/projections/openapi.json is stale: run `uv run zhucun contracts write`"
     )

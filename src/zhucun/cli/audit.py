@@ -22,6 +22,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+import zhucun.contracts.assessment
+import zhucun.contracts.attendance
+import zhucun.contracts.decisions
+import zhucun.contracts.dispatch
 from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import PostgresEventStore, VerificationReport, create_pool
 
@@ -216,10 +220,10 @@ def verify(
 #: The databases that keep projections (read models and replicas) by default.
 PROJECTION_DATABASES = ("attendance", "assessment", "projections")
 EVENT_TOPICS = (
-    "dispatch.events.v1",
-    "attendance.events.v1",
-    "assessment.events.v1",
-    "decisions.events.v1",
+    zhucun.contracts.dispatch.TOPIC,
+    zhucun.contracts.attendance.TOPIC,
+    zhucun.contracts.assessment.TOPIC,
+    zhucun.contracts.decisions.TOPIC,
 )
 #: Read models kept in a schema of their own, looked up besides --schema.
 OWN_SCHEMAS = ("decisions",)
@@ -693,9 +697,9 @@ def export(
 def _projections() -> dict[str, tuple[str, Callable[[str], Projection]]]:
     """Every projection the CLI can replay: name -> (its database, how to build it for a
     schema)."""
-    from zhucun.attendance.facts import AttendanceFactsReplica
-    from zhucun.attendance.replica import dispatch_replica
-    from zhucun.dispatch.replica import DispatchReplica
+    from zhucun.assessment.replicas.attendance import AttendanceFactsReplica
+    from zhucun.assessment.replicas.dispatch import DispatchReplica
+    from zhucun.attendance.replicas.posts import dispatch_replica
     from zhucun.projections.app import STORE_SCHEMA
     from zhucun.projections.audit import AuditTrail
     from zhucun.projections.decisions.projection import DecisionsProjection

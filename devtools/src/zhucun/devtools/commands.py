@@ -154,27 +154,36 @@ contracts_app = typer.Typer(
     no_args_is_help=True,
 )
 
-#: Services that publish a topic and so have a contract module.
-CONTRACT_MODULES = (
-    "zhucun.dispatch.contract",
-    "zhucun.attendance.contract",
-    "zhucun.assessment.contract",
-    "zhucun.projections.contract",
+#: The contract packages: each publisher's events and AsyncAPI document.
+ASYNCAPI_MODULES = (
+    "zhucun.contracts.dispatch.asyncapi",
+    "zhucun.contracts.attendance.asyncapi",
+    "zhucun.contracts.assessment.asyncapi",
+    "zhucun.contracts.decisions.asyncapi",
+)
+#: The services' composition roots: each HTTP API's OpenAPI document.
+APP_MODULES = (
+    "zhucun.dispatch.app",
+    "zhucun.attendance.app",
+    "zhucun.assessment.app",
+    "zhucun.projections.app",
 )
 
 
 @contracts_app.command("write")
 def contracts_write() -> None:
-    """Regenerate every service's committed asyncapi.json (from its event classes) and
-    openapi.json (from its HTTP app)."""
+    """Regenerate every contract package's committed asyncapi.json (from its event classes)
+    and every service's openapi.json (from its HTTP app)."""
     import importlib
 
     from zhucun.shared.asyncapi import render
+    from zhucun.shared.http import render_openapi
 
-    for name in CONTRACT_MODULES:
+    for name in ASYNCAPI_MODULES:
         module = importlib.import_module(name)
         module.DOCUMENT_PATH.write_text(render(module.document()))
         typer.echo(f"wrote {module.DOCUMENT_PATH}")
-        if hasattr(module, "OPENAPI_PATH"):
-            module.OPENAPI_PATH.write_text(module.render_openapi())
-            typer.echo(f"wrote {module.OPENAPI_PATH}")
+    for name in APP_MODULES:
+        module = importlib.import_module(name)
+        module.OPENAPI_PATH.write_text(render_openapi(module.create_app()))
+        typer.echo(f"wrote {module.OPENAPI_PATH}")

@@ -20,9 +20,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo
 
-from zhucun.assessment.events import AnnualGrade, InspectionKind, TalkBy
-from zhucun.attendance.events import LeaveKind, SpotCheckResult
-from zhucun.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
+from zhucun.contracts.assessment.events import AnnualGrade, InspectionKind, TalkBy
+from zhucun.contracts.attendance.events import LeaveKind, SpotCheckResult
+from zhucun.contracts.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

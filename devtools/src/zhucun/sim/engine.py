@@ -27,7 +27,7 @@ from zhucun.attendance.domain import commands as tc
 from zhucun.attendance.domain.days import local_day, month_bounds, month_key
 from zhucun.attendance.domain.geo import DISTANCE_ROUNDING_M, evaluate_location
 from zhucun.attendance.domain.leave import approval_level
-from zhucun.attendance.events import (
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
     DiaryEntryWritten,
@@ -43,9 +43,14 @@ from zhucun.attendance.events import (
     SpotCheckResult,
     TravelFlag,
 )
+from zhucun.contracts.dispatch.events import (
+    AssignmentEnded,
+    CadreAssigned,
+    Geofence,
+    VillageRegistered,
+)
 from zhucun.dispatch import domain as dispatch
 from zhucun.dispatch.domain import commands as dc
-from zhucun.dispatch.events import AssignmentEnded, CadreAssigned, Geofence, VillageRegistered
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
 from zhucun.sim import actions as a

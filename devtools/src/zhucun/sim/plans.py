@@ -21,10 +21,10 @@ from datetime import date, timedelta
 from typing import Literal
 
 from zhucun.assessment.domain.periods import quarter_bounds
-from zhucun.assessment.events import AnnualGrade
 from zhucun.attendance.domain.days import month_bounds, parse_month
-from zhucun.attendance.events import LeaveKind
-from zhucun.dispatch.events import Role
+from zhucun.contracts.assessment.events import AnnualGrade
+from zhucun.contracts.attendance.events import LeaveKind
+from zhucun.contracts.dispatch.events import Role
 from zhucun.shared.policy import AttendancePolicy, PolicyPack
 from zhucun.sim.world import Behaviour, Cadre
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zhucun.assessment.events import TalkBy
+from zhucun.contracts.assessment.events import TalkBy
 from zhucun.shared.auth import Role
 from zhucun.sim import actions as a
 

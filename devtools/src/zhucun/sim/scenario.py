@@ -39,9 +39,9 @@ from zhucun.assessment.domain.rules import (
     quarterly_score,
     rank_lists,
 )
-from zhucun.assessment.events import AnnualGrade, InspectionKind, QuarterlyGrade, TalkBy
 from zhucun.attendance.domain.days import month_bounds
-from zhucun.attendance.events import SpotCheckResult
+from zhucun.contracts.assessment.events import AnnualGrade, InspectionKind, QuarterlyGrade, TalkBy
+from zhucun.contracts.attendance.events import SpotCheckResult
 from zhucun.dispatch.domain.lookups import add_months
 from zhucun.shared.policy import PolicyBook, PolicyPack
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR

@@ -41,6 +41,9 @@ import rfc8785
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+import zhucun.contracts.assessment
+import zhucun.contracts.attendance
+import zhucun.contracts.dispatch
 from zhucun.shared.envelope import RecordedEvent
 from zhucun.shared.events import GENESIS_HASH, DomainEvent, format_time
 from zhucun.shared.kafka import client_options, ensure_topics, event_topic
@@ -50,9 +53,9 @@ from zhucun.sim.report import Report
 from zhucun.sim.scenario import Scenario, ScenarioArgs
 
 TOPICS = {
-    "dispatch": ("dispatch.events.v1", "/zhucun/dispatch"),
-    "attendance": ("attendance.events.v1", "/zhucun/attendance"),
-    "assessment": ("assessment.events.v1", "/zhucun/assessment"),
+    "dispatch": (zhucun.contracts.dispatch.TOPIC, zhucun.contracts.dispatch.SOURCE),
+    "attendance": (zhucun.contracts.attendance.TOPIC, zhucun.contracts.attendance.SOURCE),
+    "assessment": (zhucun.contracts.assessment.TOPIC, zhucun.contracts.assessment.SOURCE),
 }
 
 _SOURCES = {service: source.encode() for service, (_, source) in TOPICS.items()}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
 
-from zhucun.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
+from zhucun.contracts.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
 from zhucun.shared.policy import DispatchPolicy
 
 

@@ -17,6 +17,7 @@ with a ``state`` each, and never fail it. Components whose state is ``stalled`` 
 """
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -286,3 +287,9 @@ def command_metadata(principal: Principal) -> EventMetadata:
         correlation_id=request_correlation_id(),
         actor=f"{principal.subject}:{principal.role.value}",
     )
+
+
+def render_openapi(app: FastAPI) -> str:
+    """An app's OpenAPI document as committed (``services/<name>/openapi.json``)."""
+    document: str = json.dumps(app.openapi(), indent=2, ensure_ascii=False)
+    return document + "\n"

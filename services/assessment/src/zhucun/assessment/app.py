@@ -6,19 +6,23 @@ environment variables).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import SecretStr
 
 from zhucun.assessment.http import router
-from zhucun.attendance.facts import AttendanceFactsReplica
-from zhucun.dispatch.replica import DispatchReplica
+from zhucun.assessment.replicas.attendance import AttendanceFactsReplica
+from zhucun.assessment.replicas.dispatch import DispatchReplica
+from zhucun.contracts.assessment import SOURCE, TOPIC
 from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
 #: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
-TOPIC: str | None = "assessment.events.v1"
-SOURCE = "/zhucun/assessment"
+#: The HTTP API's OpenAPI document, committed (``services/assessment/openapi.json``); regenerate
+#: it with ``uv run zhucun contracts write`` after changing a route.
+OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
 
 
 class AssessmentSettings(ServiceSettings):

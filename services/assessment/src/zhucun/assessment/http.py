@@ -72,15 +72,15 @@ from zhucun.assessment.domain.commands import (
     RecordSanction,
     RecordVillagerEvaluation,
 )
-from zhucun.assessment.events import (
+from zhucun.assessment.replicas.attendance import AttendanceFacts as AttendanceReplica
+from zhucun.assessment.replicas.dispatch import AssignmentRow, DispatchFacts
+from zhucun.contracts.assessment.events import (
     QUARTER_PATTERN,
     AnnualGrade,
     InspectionKind,
     TalkBy,
     registry,
 )
-from zhucun.attendance.facts import AttendanceFacts as AttendanceReplica
-from zhucun.dispatch.replica import AssignmentRow, DispatchFacts
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
 from zhucun.shared.commands import StreamModel, execute, load
 from zhucun.shared.events import DomainEvent

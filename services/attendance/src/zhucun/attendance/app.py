@@ -6,18 +6,22 @@ environment variables).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import SecretStr
 
 from zhucun.attendance.http import router
-from zhucun.attendance.replica import dispatch_replica
+from zhucun.attendance.replicas.posts import dispatch_replica
+from zhucun.contracts.attendance import SOURCE, TOPIC
 from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
 #: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
-TOPIC: str | None = "attendance.events.v1"
-SOURCE = "/zhucun/attendance"
+#: The HTTP API's OpenAPI document, committed (``services/attendance/openapi.json``); regenerate
+#: it with ``uv run zhucun contracts write`` after changing a route.
+OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
 
 
 class AttendanceSettings(ServiceSettings):

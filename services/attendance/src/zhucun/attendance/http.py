@@ -77,7 +77,8 @@ from zhucun.attendance.domain.commands import (
     RequestLeave,
     WriteDiaryEntry,
 )
-from zhucun.attendance.events import (
+from zhucun.attendance.replicas.posts import PostDirectory
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     LeaveKind,
     LocationEvidence,
@@ -85,7 +86,6 @@ from zhucun.attendance.events import (
     TravelFlag,
     registry,
 )
-from zhucun.attendance.replica import PostDirectory
 from zhucun.shared.auth import Principal, Role, Scope, require_roles
 from zhucun.shared.commands import StreamModel, execute, load
 from zhucun.shared.events import DomainEvent

@@ -6,17 +6,21 @@ environment variables).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.contracts.dispatch import SOURCE, TOPIC
 from zhucun.dispatch.http import router
 from zhucun.shared.policy import PolicyBook
 from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
 #: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
-TOPIC: str | None = "dispatch.events.v1"
-SOURCE = "/zhucun/dispatch"
+#: The HTTP API's OpenAPI document, committed (``services/dispatch/openapi.json``); regenerate
+#: it with ``uv run zhucun contracts write`` after changing a route.
+OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
 
 
 class DispatchSettings(ServiceSettings):

@@ -20,6 +20,20 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, ConfigDict
 
+from zhucun.contracts.dispatch.events import (
+    AssignmentKind,
+    EndReason,
+    Expertise,
+    Geofence,
+    HandoverItem,
+    Role,
+    RoundReport,
+    RuleWarning,
+    UnitKind,
+    UnitLevel,
+    VillageCategory,
+    registry,
+)
 from zhucun.dispatch.domain import (
     AppointTownshipLeader,
     AssignCadre,
@@ -56,20 +70,6 @@ from zhucun.dispatch.domain.commands import Command
 from zhucun.dispatch.domain.matching import CandidateScore
 from zhucun.dispatch.domain.state import Assignment, Cadre, Handover, ReplacementObligation
 from zhucun.dispatch.domain.state import Village as VillageState
-from zhucun.dispatch.events import (
-    AssignmentKind,
-    EndReason,
-    Expertise,
-    Geofence,
-    HandoverItem,
-    Role,
-    RoundReport,
-    RuleWarning,
-    UnitKind,
-    UnitLevel,
-    VillageCategory,
-    registry,
-)
 from zhucun.shared.auth import Principal, Scope, require_roles
 from zhucun.shared.auth import Role as AccessRole
 from zhucun.shared.commands import StreamModel, execute, load

@@ -6,11 +6,13 @@ environment variables).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from zhucun.contracts.decisions import SOURCE, TOPIC
 from zhucun.projections.audit import AuditTrail
-from zhucun.projections.decisions import events as decisions
 from zhucun.projections.decisions.http import DECISIONS_SCHEMA
 from zhucun.projections.decisions.http import router as decisions_router
 from zhucun.projections.decisions.projection import DecisionsProjection
@@ -19,8 +21,9 @@ from zhucun.shared.service import create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
 #: The read side publishes what it decides (recall decisions) from its own event store.
-TOPIC = decisions.TOPIC
-SOURCE = "/zhucun/projections"
+#: The HTTP API's OpenAPI document, committed (``services/projections/openapi.json``); regenerate
+#: it with ``uv run zhucun contracts write`` after changing a route.
+OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
 #: Schemas of the projections database: the audit trail in the settings' schema (``public``),
 #: the decisions read model and the decisions' event store each in their own, so either read
 #: model can be rebuilt and switched alone (``zhucun replay``).

@@ -46,17 +46,17 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from zhucun.assessment import events as assessment
-from zhucun.attendance import events as attendance
-from zhucun.dispatch import events as dispatch
-from zhucun.projections.decisions import events as decisions
+from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
+from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
+from zhucun.contracts.attendance import events as attendance
+from zhucun.contracts.decisions import TOPIC as DECISIONS_TOPIC
+from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
+from zhucun.contracts.dispatch import events as dispatch
 from zhucun.shared.events import DomainEvent, EventRegistry, JsonObject, UnknownEventType
 from zhucun.shared.projection import Delivery
 
-DISPATCH_TOPIC = "dispatch.events.v1"
-ATTENDANCE_TOPIC = "attendance.events.v1"
-ASSESSMENT_TOPIC = "assessment.events.v1"
-DECISIONS_TOPIC = decisions.TOPIC
 TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
 #: Calendar days (``since``, ``until``, an ``as_of`` date) are China's.
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -25,7 +25,7 @@ from zhucun.assessment.domain.guards import require_facts_of, require_overlaps
 from zhucun.assessment.domain.periods import year_bounds
 from zhucun.assessment.domain.rules import capped_grade, excellent_cap
 from zhucun.assessment.domain.state import AnnualState
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     AnnualGrade,
     AnnualGradeProposed,
     AnnualResultIssued,

@@ -13,7 +13,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zhucun.assessment.events import QUARTER_PATTERN, AnnualGrade, InspectionKind, TalkBy
+from zhucun.contracts.assessment.events import QUARTER_PATTERN, AnnualGrade, InspectionKind, TalkBy
 
 
 class Command(BaseModel):

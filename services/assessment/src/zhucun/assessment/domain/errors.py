@@ -21,7 +21,7 @@ from datetime import date
 from decimal import Decimal
 from typing import ClassVar, Literal
 
-from zhucun.assessment.events import TalkBy
+from zhucun.contracts.assessment.events import TalkBy
 
 ErrorKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
 

@@ -24,7 +24,7 @@ from zhucun.assessment.domain.guards import require_not_after, require_overlaps
 from zhucun.assessment.domain.periods import quarter_bounds
 from zhucun.assessment.domain.rules import quarterly_grade, quarterly_score, rank_lists
 from zhucun.assessment.domain.state import Obligation, QuarterState
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     AdmonitionTalkHeld,
     AdmonitionTalksCompleted,
     AdmonitionTalksRequired,

@@ -26,7 +26,7 @@ from zhucun.assessment.domain.guards import (
 from zhucun.assessment.domain.periods import period_bounds
 from zhucun.assessment.domain.rules import capped_grade
 from zhucun.assessment.domain.state import CadreState, TeamState
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     CadreInspected,
     SanctionRecorded,
     TeamInspected,

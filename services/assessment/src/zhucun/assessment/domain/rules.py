@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
-from zhucun.assessment.events import AnnualGrade, GradeCap, ListEntry, QuarterlyGrade
+from zhucun.contracts.assessment.events import AnnualGrade, GradeCap, ListEntry, QuarterlyGrade
 from zhucun.shared.policy import AssessmentPolicy
 
 #: The annual and term scale, best first.

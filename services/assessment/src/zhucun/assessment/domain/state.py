@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypeAlias, TypeVar
 from pydantic import SerializerFunctionWrapHandler, WrapSerializer
 
 from zhucun.assessment.domain.periods import parse_quarter
-from zhucun.assessment.events import (
+from zhucun.contracts.assessment.events import (
     AdmonitionTalkHeld,
     AdmonitionTalksCompleted,
     AdmonitionTalksRequired,

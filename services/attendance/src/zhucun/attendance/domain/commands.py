@@ -14,7 +14,7 @@ from datetime import date
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from zhucun.attendance.events import ApprovalLevel, LeaveKind, SpotCheckResult
+from zhucun.contracts.attendance.events import ApprovalLevel, LeaveKind, SpotCheckResult
 
 
 class Command(BaseModel):

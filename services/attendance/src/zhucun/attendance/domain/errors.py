@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import date
 from typing import ClassVar, Literal
 
-from zhucun.attendance.events import ApprovalLevel
+from zhucun.contracts.attendance.events import ApprovalLevel
 
 ErrorKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
 

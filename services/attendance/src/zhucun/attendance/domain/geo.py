@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from zhucun.attendance.domain.commands import Coordinates, Geofence
-from zhucun.attendance.events import LocationEvidence
+from zhucun.contracts.attendance.events import LocationEvidence
 
 #: Mean earth radius (IUGG), in metres.
 EARTH_RADIUS_M = 6_371_008.8

@@ -30,7 +30,7 @@ from zhucun.attendance.domain.errors import (
 )
 from zhucun.attendance.domain.guards import require_leave_stream, require_open_months, require_post
 from zhucun.attendance.domain.state import Leave, LeaveState, LeaveStatus, MonthState
-from zhucun.attendance.events import (
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     LeaveApproved,
     LeaveCancelled,

@@ -37,7 +37,7 @@ from zhucun.attendance.domain.guards import (
 )
 from zhucun.attendance.domain.state import LeaveState, MonthState, evolve_month
 from zhucun.attendance.domain.tally import month_tally
-from zhucun.attendance.events import (
+from zhucun.contracts.attendance.events import (
     CheckInRecorded,
     PresenceConfirmed,
     SpotCheckRecorded,

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from zhucun.attendance.domain.days import each_day, month_bounds
-from zhucun.attendance.events import (
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
     DiaryEntryWritten,

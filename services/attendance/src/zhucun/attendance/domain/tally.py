@@ -27,7 +27,7 @@ from zhucun.attendance.domain.commands import Post
 from zhucun.attendance.domain.days import each_day, month_bounds, parse_month
 from zhucun.attendance.domain.errors import NotOnPost
 from zhucun.attendance.domain.state import LeaveState, MonthState
-from zhucun.attendance.events import LeaveKind, MonthClosed
+from zhucun.contracts.attendance.events import LeaveKind, MonthClosed
 from zhucun.shared.policy import PolicyPack
 
 

@@ -15,7 +15,7 @@ from zhucun.attendance.domain.commands import Post, RecordHouseholdVisit, WriteD
 from zhucun.attendance.domain.errors import DuplicateId
 from zhucun.attendance.domain.guards import require_post, require_work_stream
 from zhucun.attendance.domain.state import WorkState, text_digest
-from zhucun.attendance.events import DiaryEntryWritten, HouseholdVisited
+from zhucun.contracts.attendance.events import DiaryEntryWritten, HouseholdVisited
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
 

@@ -8,6 +8,22 @@ from __future__ import annotations
 
 from datetime import date
 
+from zhucun.contracts.dispatch.events import (
+    AssignmentEnded,
+    AssignmentKind,
+    CadreAssigned,
+    CadreRecalled,
+    EndReason,
+    HandoverCompleted,
+    HandoverItem,
+    HandoverItemCompleted,
+    HandoverOpened,
+    ReplacementObligationClosed,
+    ReplacementObligationOpened,
+    Role,
+    RuleWarning,
+    TownshipLeaderAppointed,
+)
 from zhucun.dispatch.domain.commands import (
     AppointTownshipLeader,
     AssignCadre,
@@ -49,22 +65,6 @@ from zhucun.dispatch.domain.state import (
     Cadre,
     CountyDispatch,
     Team,
-)
-from zhucun.dispatch.events import (
-    AssignmentEnded,
-    AssignmentKind,
-    CadreAssigned,
-    CadreRecalled,
-    EndReason,
-    HandoverCompleted,
-    HandoverItem,
-    HandoverItemCompleted,
-    HandoverOpened,
-    ReplacementObligationClosed,
-    ReplacementObligationOpened,
-    Role,
-    RuleWarning,
-    TownshipLeaderAppointed,
 )
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import DispatchPolicy, PolicyPack

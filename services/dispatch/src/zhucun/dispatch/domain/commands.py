@@ -11,7 +11,7 @@ from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch.events import (
     Expertise,
     Geofence,
     HandoverItem,

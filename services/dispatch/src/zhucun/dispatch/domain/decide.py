@@ -28,6 +28,18 @@ and every event that applied one of its rules records its version.
 
 from __future__ import annotations
 
+from zhucun.contracts.dispatch.events import (
+    CadreRegistered,
+    CadreUpdated,
+    Role,
+    RoundClosed,
+    RoundOpened,
+    TeamFormed,
+    UnitLevel,
+    VillageNeedsDeclared,
+    VillageRegistered,
+    VillageUpdated,
+)
 from zhucun.dispatch.domain.assignments import (
     appoint_township_leader,
     assign,
@@ -72,18 +84,6 @@ from zhucun.dispatch.domain.lookups import (
 )
 from zhucun.dispatch.domain.report import round_report
 from zhucun.dispatch.domain.state import CountyDispatch
-from zhucun.dispatch.events import (
-    CadreRegistered,
-    CadreUpdated,
-    Role,
-    RoundClosed,
-    RoundOpened,
-    TeamFormed,
-    UnitLevel,
-    VillageNeedsDeclared,
-    VillageRegistered,
-    VillageUpdated,
-)
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
 

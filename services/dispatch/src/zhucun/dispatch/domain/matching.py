@@ -15,9 +15,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from zhucun.contracts.dispatch.events import Expertise, UnitKind, VillageCategory
 from zhucun.dispatch.domain.errors import UnknownRound, UnknownVillage
 from zhucun.dispatch.domain.state import Cadre, CountyDispatch, Village
-from zhucun.dispatch.events import Expertise, UnitKind, VillageCategory
 
 UNIT_KIND_FIT_POINTS = 3
 NEED_MET_POINTS = 2

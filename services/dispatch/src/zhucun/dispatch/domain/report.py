@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from zhucun.dispatch.events import LevelComparison, RoundReport, UnitLevel
+from zhucun.contracts.dispatch.events import LevelComparison, RoundReport, UnitLevel
 
 #: Levels whose numbers must not fall; the others must not rise.
 MUST_NOT_FALL = frozenset({UnitLevel.PROVINCE, UnitLevel.CITY})

@@ -12,7 +12,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import TypeVar
 
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch.events import (
     AssignmentEnded,
     AssignmentKind,
     CadreAssigned,

@@ -26,8 +26,8 @@ import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from zhucun.projections.decisions.events import decision_stream
-from zhucun.projections.decisions.events import registry as decisions_registry
+from zhucun.contracts.decisions.events import decision_stream
+from zhucun.contracts.decisions.events import registry as decisions_registry
 from zhucun.projections.decisions.lifecycle import (
     DecisionRefused,
     DecisionState,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Literal
 
-from zhucun.projections.decisions.events import (
+from zhucun.contracts.decisions.events import (
     RecallDismissed,
     RecallExecuted,
     RecallRecommended,

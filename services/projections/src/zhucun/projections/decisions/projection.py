@@ -29,16 +29,15 @@ from typing import Any, cast
 import asyncpg
 import structlog
 
-from zhucun.assessment import events as assessment
-from zhucun.attendance import events as attendance
-from zhucun.dispatch import events as dispatch
-from zhucun.projections.audit import (
-    ASSESSMENT_TOPIC,
-    ATTENDANCE_TOPIC,
-    DISPATCH_TOPIC,
-    UnionRegistry,
-)
-from zhucun.projections.decisions import events as decisions
+from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
+from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
+from zhucun.contracts.attendance import events as attendance
+from zhucun.contracts.decisions import TOPIC as DECISIONS_TOPIC
+from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
+from zhucun.contracts.dispatch import events as dispatch
+from zhucun.projections.audit import UnionRegistry
 from zhucun.projections.decisions.rules import (
     Decision,
     Fact,
@@ -58,7 +57,7 @@ from zhucun.shared.store import ANY_VERSION, PostgresEventStore, StreamWrite
 
 log = structlog.get_logger(__name__)
 
-TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, decisions.TOPIC)
+TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
 #: Who appends the decisions the projection derives (``ce_actor``).
 ACTOR = "projections:decisions"
 _FACT_COLUMNS = (

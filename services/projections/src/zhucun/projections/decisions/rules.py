@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from zhucun.projections.decisions.events import RULE_NAMES
+from zhucun.contracts.decisions.events import RULE_NAMES
 from zhucun.shared.policy import DecisionPolicy, PolicyBook, PolicyError, PolicyPack
 
 #: Namespace of recall decision ids: ``uuid5(NS, "recall|<cadre>|<rule>|<key>")``.

@@ -12,11 +12,10 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from zhucun.attendance.events import MonthClosed, SpotCheckRecorded
-from zhucun.attendance.events import registry as attendance_registry
+from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
+from zhucun.contracts.attendance.events import MonthClosed, SpotCheckRecorded
+from zhucun.contracts.attendance.events import registry as attendance_registry
 from zhucun.shared.projection import Delivery
-
-ATTENDANCE_TOPIC = "attendance.events.v1"
 
 
 class AttendanceFactsReplica:

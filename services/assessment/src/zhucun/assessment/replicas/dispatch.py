@@ -19,16 +19,15 @@ from datetime import date
 
 import asyncpg
 
-from zhucun.dispatch.events import (
+from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
+from zhucun.contracts.dispatch.events import (
     AssignmentEnded,
     CadreAssigned,
     VillageRegistered,
     VillageUpdated,
 )
-from zhucun.dispatch.events import registry as dispatch_registry
+from zhucun.contracts.dispatch.events import registry as dispatch_registry
 from zhucun.shared.projection import Delivery
-
-DISPATCH_TOPIC = "dispatch.events.v1"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""Attendance's view of its replica of dispatch (``zhucun.dispatch.replica``): the ``Post``
-values the decider needs, with the village's geofence and household count."""
+"""Attendance's view of its replica of dispatch (``replicas.dispatch``): the ``Post`` values
+the decider needs, with the village's geofence and household count."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import date
 import asyncpg
 
 from zhucun.attendance.domain.commands import Geofence, Post
-from zhucun.dispatch.replica import AssignmentRow, DispatchFacts, DispatchReplica
+from zhucun.attendance.replicas.dispatch import AssignmentRow, DispatchFacts, DispatchReplica
 
 #: The replica's projection name, also its Kafka consumer group.
 REPLICA_NAME = "attendance-dispatch-replica"

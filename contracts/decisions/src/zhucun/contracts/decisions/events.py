@@ -19,7 +19,6 @@ from zhucun.shared.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 
-TOPIC = "decisions.events.v1"
 
 #: The six recall rules of DOMAIN.md (用), by number.
 RULE_NAMES: dict[int, str] = {

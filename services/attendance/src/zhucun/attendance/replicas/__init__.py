@@ -1,0 +1,1 @@
+"""The replicas attendance keeps of what other services publish (their contracts only)."""
