@@ -26,13 +26,14 @@ import urllib.error
 import urllib.request
 import uuid
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sim_system import KeyReader, RunningSystem
 
 from zhucun.infra import PostgresLike, free_port
 from zhucun.shared.envelope import from_kafka
@@ -42,26 +43,6 @@ SERVICES = ("dispatch", "attendance", "assessment", "projections")
 #: Services the system cannot run without (the writers).
 REQUIRED = ("dispatch", "attendance", "assessment")
 READY_SECONDS = 90.0
-
-
-@dataclass
-class RunningSystem:
-    """The services of one session: where they answer, and what they run on."""
-
-    kafka_bootstrap: str
-    #: Service name -> base URL (``http://127.0.0.1:<port>``).
-    urls: dict[str, str]
-    #: Service name -> its database's DSN.
-    dsns: dict[str, str]
-    #: Services that did not start (with the tail of their log).
-    missing: dict[str, str] = field(default_factory=dict)
-    logs: dict[str, Path] = field(default_factory=dict)
-
-    def require(self, name: str) -> str:
-        """The URL of ``name``, or skip the test when that service is not running."""
-        if name not in self.urls:
-            pytest.skip(f"the {name} service is not running: {self.missing.get(name, '')[-500:]}")
-        return self.urls[name]
 
 
 @dataclass
@@ -221,9 +202,6 @@ async def read_keys(
         return records
     finally:
         await consumer.stop()
-
-
-KeyReader = Callable[..., Awaitable[list[PublishedEvent]]]
 
 
 @pytest.fixture(scope="session")

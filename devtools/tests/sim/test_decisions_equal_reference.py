@@ -24,7 +24,7 @@ from zhucun.sim import Scenario, generate, run_http
 from zhucun.sim.scenario import today_in_shanghai
 
 if TYPE_CHECKING:
-    from conftest import RunningSystem  # tests/sim/conftest.py
+    from sim_system import RunningSystem
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

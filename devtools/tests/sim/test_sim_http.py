@@ -22,7 +22,8 @@ from zhucun.sim import Scenario, generate, run_http
 from zhucun.sim.scenario import today_in_shanghai
 
 if TYPE_CHECKING:
-    from conftest import KeyReader, RunningSystem  # tests/sim/conftest.py
+    from sim_system import KeyReader, RunningSystem
+
     from zhucun.shared.testing import PublishedEvent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,7 +15,8 @@ from zhucun.sim import Scenario, generate, write_topics
 from zhucun.sim.topics import TOPICS
 
 if TYPE_CHECKING:
-    from conftest import KeyReader  # tests/sim/conftest.py
+    from sim_system import KeyReader
+
     from zhucun.shared.testing import PublishedEvent
 
 pytestmark = pytest.mark.integration
