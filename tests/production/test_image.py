@@ -1,7 +1,7 @@
 """The image, built from the Dockerfile with podman and run the way Kubernetes runs it.
 
 ``scripts/image.sh build`` builds it here from local stand-ins for the base images (no
-registry can be reached; ``../shared/notes/containers_here.md``); on a machine with registry
+registry can be reached; ``docs/operations.md``, the image); on a machine with registry
 access ``ZHUCUN_IMAGE_BASES=registry`` builds the same Dockerfile from the real ones. Every
 container runs as deploy/k8s/base/services/common.yaml runs it: user 10001, read-only root
 filesystem with a writable /tmp, all capabilities dropped, no privilege escalation, the

@@ -1,4 +1,4 @@
-"""Versioned policy packs: every threshold of DOMAIN.md, per jurisdiction and effective date.
+"""Versioned policy packs: every threshold of docs/domain.md, per jurisdiction and date.
 
 A *pack* is one TOML file in ``policies/``: a version string (what events record), the date
 it takes effect, the jurisdiction it governs and one table per section (``[dispatch]``,

@@ -1,7 +1,7 @@
 """The relay: publishes stored events to the service's Kafka topic (transactional outbox).
 
 The events table *is* the outbox. The relay reads events after its checkpoint in global
-order, publishes them with the idempotent producer keyed per DESIGN.md, waits until Kafka
+order, publishes them with the idempotent producer keyed as docs/adr/0006 says, waits until Kafka
 has acknowledged every one, and only then moves its checkpoint
 (``relay_checkpoints`` in the store's schema). A crash anywhere — even ``kill -9`` between
 the acknowledgement and the checkpoint — means the next run publishes some events again:

@@ -20,7 +20,7 @@ from zhucun.shared.events import DomainEvent, EventRegistry
 registry = EventRegistry()
 
 
-#: The six recall rules of DOMAIN.md (用), by number.
+#: The six recall rules (用) of docs/domain.md#decisions-recall-rules, by number.
 RULE_NAMES: dict[int, str] = {
     1: "attendance short of the required days in consecutive closed months",
     2: "more leave in a calendar year than the pack allows",
