@@ -12,12 +12,13 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from zhucun.contracts.dispatch import SOURCE, TOPIC
+from zhucun.contracts.dispatch.events import registry
+from zhucun.dispatch.application import Dispatch
 from zhucun.dispatch.http import router
 from zhucun.shared.policy import PolicyBook
-from zhucun.shared.service import create_service_app
+from zhucun.shared.service import ServiceRuntime, create_service_app
 from zhucun.shared.settings import PostgresSettings, ServiceSettings
 
-#: The service's event topic: every event it stores is published here, keyed per DESIGN.md.
 #: The HTTP API's OpenAPI document, committed (``services/dispatch/openapi.json``); regenerate
 #: it with ``uv run zhucun contracts write`` after changing a route.
 OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
@@ -37,8 +38,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         title="Zhucun dispatch (派)",
         topic=TOPIC,
         source=SOURCE,
+        events=registry,
+        problems="dispatch",
     )
+    runtime = app.state.runtime
+    assert isinstance(runtime, ServiceRuntime)
     # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
-    app.state.policies = PolicyBook.load(settings.policies_dir)
+    policies = PolicyBook.load(settings.policies_dir)
+    # The command path exists once the lifespan has connected the store: asked per call.
+    app.state.dispatch = Dispatch(runtime.commands, policies)
     app.include_router(router)
     return app

@@ -7,9 +7,10 @@ village) decode them; change a field only by adding a schema version and an upca
 Every event concerns one cadre and is keyed by ``cadre_id``, so one cadre's attendance stays in
 order on one partition.
 
-Privacy (docs/domain.md#legal-location-optional-never-stored-raw): location is optional evidence. When a check-in carries a location it
-is compared with the village's geofence and then discarded: events hold only inside/outside and
-the distance from the village centre rounded to 10 m, never coordinates or tracks.
+Privacy (docs/domain.md#legal-location-optional-never-stored-raw): location is optional
+evidence. When a check-in carries a location it is compared with the village's geofence and
+then discarded: events hold only inside/outside and the distance from the village centre
+rounded to 10 m, never coordinates or tracks.
 
 Days are calendar days in Asia/Shanghai. Streams (one decision's consistency boundary each):
 ``attendance-month-{cadre}-{YYYY-MM}`` holds the month's presence evidence, spot checks and its

@@ -1,6 +1,8 @@
-"""Typed refusals of the dispatch decider.
+"""Typed refusals of the dispatch decider and of the reads of its state.
 
-Each error has a stable ``code`` slug (the HTTP layer turns it into a problem ``type``) and a
+Each error has a stable ``code`` slug (the HTTP edge turns it into the problem ``type``
+``dispatch/<code>``), a ``kind`` that sets the status (an unknown id is ``not_found``, 404;
+dates out of order are ``invalid``, 422; any other broken rule is a ``conflict``, 409) and a
 message for people. Soft rules never raise: they become warnings in the events.
 """
 
@@ -9,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from zhucun.shared.rules import RuleKind, RuleViolation
 
-class DispatchRuleViolation(Exception):
+
+class DispatchRuleViolation(RuleViolation):
     """A command breaks a dispatch rule; nothing was decided."""
 
     code: ClassVar[str] = "dispatch_rule_violation"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    kind: ClassVar[RuleKind] = "conflict"
 
 
 class _Unknown(DispatchRuleViolation):
+    kind: ClassVar[RuleKind] = "not_found"
     what: ClassVar[str]
 
     def __init__(self, identifier: str) -> None:
@@ -141,6 +143,8 @@ class TermNotOver(DispatchRuleViolation):
 
 
 class DatesOutOfOrder(DispatchRuleViolation):
+    #: The command contradicts itself or the calendar: sent again as it is, it always fails.
+    kind: ClassVar[RuleKind] = "invalid"
     code = "dates_out_of_order"
 
 
@@ -150,3 +154,13 @@ class HandoverItemAlreadyCompleted(DispatchRuleViolation):
 
 class ObligationAlreadyClosed(DispatchRuleViolation):
     code = "obligation_already_closed"
+
+
+class RoundNotClosed(DispatchRuleViolation):
+    """A round's report is made when it closes: asked for while the round is open."""
+
+    code = "round_not_closed"
+
+    def __init__(self, round_id: str) -> None:
+        super().__init__(f"round {round_id!r} is open: its report is made when it closes")
+        self.round_id = round_id

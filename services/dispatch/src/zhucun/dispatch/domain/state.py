@@ -6,11 +6,9 @@ State is immutable: ``evolve`` returns a new ``CountyDispatch`` and never touche
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from types import MappingProxyType
-from typing import TypeVar
 
 from zhucun.contracts.dispatch.events import (
     AssignmentEnded,
@@ -42,9 +40,8 @@ from zhucun.contracts.dispatch.events import (
     VillageUpdated,
 )
 from zhucun.shared.events import DomainEvent
-
-K = TypeVar("K")
-V = TypeVar("V")
+from zhucun.shared.state import fold as fold_events
+from zhucun.shared.state import frozen, with_entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,33 +163,25 @@ class ReplacementObligation:
         return self.closed_on is None
 
 
-def _frozen(entries: Mapping[K, V] | None = None) -> Mapping[K, V]:
-    return MappingProxyType(dict(entries or {}))
-
-
-def _with(entries: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
-    return MappingProxyType({**entries, key: value})
-
-
 @dataclass(frozen=True, slots=True)
 class CountyDispatch:
     """Everything one county has decided: villages, cadres, rounds, teams, assignments,
     township leaders, handovers and replacement obligations (all rounds)."""
 
     county: str
-    villages: Mapping[str, Village] = field(default_factory=_frozen)
-    cadres: Mapping[str, Cadre] = field(default_factory=_frozen)
+    villages: Mapping[str, Village] = field(default_factory=frozen)
+    cadres: Mapping[str, Cadre] = field(default_factory=frozen)
     #: In the order they were opened.
-    rounds: Mapping[str, Round] = field(default_factory=_frozen)
+    rounds: Mapping[str, Round] = field(default_factory=frozen)
     #: In the order they were closed: the last one is the "previous round" of a report.
     closed_round_ids: tuple[str, ...] = ()
-    teams: Mapping[str, Team] = field(default_factory=_frozen)
-    assignments: Mapping[str, Assignment] = field(default_factory=_frozen)
+    teams: Mapping[str, Team] = field(default_factory=frozen)
+    assignments: Mapping[str, Assignment] = field(default_factory=frozen)
     #: cadre id -> their active assignment id (at most one: the rule this stream enforces).
-    active_by_cadre: Mapping[str, str] = field(default_factory=_frozen)
-    leaderships: Mapping[str, TownshipLeadership] = field(default_factory=_frozen)
-    handovers: Mapping[str, Handover] = field(default_factory=_frozen)
-    obligations: Mapping[str, ReplacementObligation] = field(default_factory=_frozen)
+    active_by_cadre: Mapping[str, str] = field(default_factory=frozen)
+    leaderships: Mapping[str, TownshipLeadership] = field(default_factory=frozen)
+    handovers: Mapping[str, Handover] = field(default_factory=frozen)
+    obligations: Mapping[str, ReplacementObligation] = field(default_factory=frozen)
 
     # --- queries ----------------------------------------------------------------------------
 
@@ -255,10 +244,10 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 monitored_population=event.monitored_population,
                 needs=old.needs if old else frozenset(),
             )
-            return replace(state, villages=_with(state.villages, event.village_id, village))
+            return replace(state, villages=with_entry(state.villages, event.village_id, village))
         case VillageNeedsDeclared():
             village = replace(state.villages[event.village_id], needs=frozenset(event.needs))
-            return replace(state, villages=_with(state.villages, event.village_id, village))
+            return replace(state, villages=with_entry(state.villages, event.village_id, village))
         case CadreRegistered() | CadreUpdated():
             cadre = Cadre(
                 cadre_id=event.cadre_id,
@@ -270,22 +259,22 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 rural_experience_years=event.rural_experience_years,
                 skills=frozenset(event.skills),
             )
-            return replace(state, cadres=_with(state.cadres, event.cadre_id, cadre))
+            return replace(state, cadres=with_entry(state.cadres, event.cadre_id, cadre))
         case RoundOpened():
             round_ = Round(event.round_id, event.name, event.opened_on)
-            return replace(state, rounds=_with(state.rounds, event.round_id, round_))
+            return replace(state, rounds=with_entry(state.rounds, event.round_id, round_))
         case RoundClosed():
             round_ = replace(
                 state.rounds[event.round_id], closed_on=event.closed_on, report=event.report
             )
             return replace(
                 state,
-                rounds=_with(state.rounds, event.round_id, round_),
+                rounds=with_entry(state.rounds, event.round_id, round_),
                 closed_round_ids=(*state.closed_round_ids, event.round_id),
             )
         case TeamFormed():
             team = Team(event.team_id, event.round_id, event.village_id, event.formed_on)
-            return replace(state, teams=_with(state.teams, event.team_id, team))
+            return replace(state, teams=with_entry(state.teams, event.team_id, team))
         case CadreAssigned():
             assignment = Assignment(
                 assignment_id=event.assignment_id,
@@ -300,8 +289,10 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
             )
             return replace(
                 state,
-                assignments=_with(state.assignments, event.assignment_id, assignment),
-                active_by_cadre=_with(state.active_by_cadre, event.cadre_id, event.assignment_id),
+                assignments=with_entry(state.assignments, event.assignment_id, assignment),
+                active_by_cadre=with_entry(
+                    state.active_by_cadre, event.cadre_id, event.assignment_id
+                ),
             )
         case AssignmentEnded():
             ended = replace(
@@ -312,8 +303,8 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
             active = {k: v for k, v in state.active_by_cadre.items() if v != event.assignment_id}
             return replace(
                 state,
-                assignments=_with(state.assignments, event.assignment_id, ended),
-                active_by_cadre=_frozen(active),
+                assignments=with_entry(state.assignments, event.assignment_id, ended),
+                active_by_cadre=frozen(active),
             )
         case CadreRecalled():
             # The facts that change state follow in AssignmentEnded and the obligation.
@@ -328,7 +319,7 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 opened_on=event.opened_on,
             )
             return replace(
-                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
             )
         case ReplacementObligationClosed():
             obligation = replace(
@@ -337,7 +328,7 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 closed_on=event.closed_on,
             )
             return replace(
-                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
             )
         case TownshipLeaderAppointed():
             leadership = TownshipLeadership(
@@ -349,7 +340,7 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 term_end=event.term_end,
             )
             return replace(
-                state, leaderships=_with(state.leaderships, event.appointment_id, leadership)
+                state, leaderships=with_entry(state.leaderships, event.appointment_id, leadership)
             )
         case HandoverOpened():
             handover = Handover(
@@ -361,20 +352,25 @@ def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
                 successor_assignment_id=event.successor_assignment_id,
                 opened_on=event.opened_on,
             )
-            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+            return replace(
+                state, handovers=with_entry(state.handovers, event.handover_id, handover)
+            )
         case HandoverItemCompleted():
             old_handover = state.handovers[event.handover_id]
             handover = replace(
                 old_handover, completed_items=old_handover.completed_items | {event.item}
             )
-            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+            return replace(
+                state, handovers=with_entry(state.handovers, event.handover_id, handover)
+            )
         case HandoverCompleted():
             handover = replace(state.handovers[event.handover_id], completed_on=event.completed_on)
-            return replace(state, handovers=_with(state.handovers, event.handover_id, handover))
+            return replace(
+                state, handovers=with_entry(state.handovers, event.handover_id, handover)
+            )
     raise TypeError(f"dispatch state does not know event {type(event).__name__}")
 
 
-def fold(state: CountyDispatch, events: list[DomainEvent]) -> CountyDispatch:
-    for event in events:
-        state = evolve(state, event)
-    return state
+def fold(state: CountyDispatch, events: Iterable[DomainEvent]) -> CountyDispatch:
+    """``state`` after each of ``events`` in turn."""
+    return fold_events(evolve, state, events)
