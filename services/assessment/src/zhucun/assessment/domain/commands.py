@@ -4,7 +4,8 @@ Ids of new things come with the command (a retried command decides the same even
 and "today" come with the command (the decider reads no clock). What the decider needs from
 dispatch (the cadre's posts: county, township, the assignment's end) and from attendance
 (unexcused spot-check absences in a year) comes from the service's replicas of those topics,
-looked up by the HTTP edge, as ``Post`` and ``AttendanceFacts`` values.
+looked up by the use cases (``zhucun.assessment.application``), as ``Post`` and
+``AttendanceFacts`` values.
 """
 
 from __future__ import annotations

@@ -1,40 +1,27 @@
 """Typed refusals of the assessment decider.
 
-Each error has a stable ``code`` slug (the HTTP edge turns it into a problem ``type``), a
-``kind`` saying how the edge answers, and a ``message`` for people:
-
-* ``invalid`` -> 422: the command can never succeed as it is;
-* ``not_found`` -> 404: it names something that does not exist;
-* ``conflict`` -> 409: the state of the streams (or the calendar) forbids it now;
-* ``forbidden`` -> 403: the caller may not do this;
-* ``retryable`` -> 409 with Retry-After: the facts the decider was given may be stale (the
-  replica of dispatch lags behind dispatch), so the same command may succeed shortly.
-
-Refusals never decide anything: a refused command leaves every stream as it was. A
-``ValueError`` (not one of these) is the caller's mistake: the edge read the wrong stream or
-passed another cadre's facts.
+Every refusal is a :class:`~zhucun.shared.rules.RuleViolation` (its ``code``, its ``kind`` and
+how each kind is answered are defined there, once), through ``AssessmentRuleViolation``, the
+base of this service's refusals. Refusals never decide anything: a refused command leaves
+every stream as it was. A ``ValueError`` (not one of these) is the caller's mistake: the
+application read the wrong stream or passed another cadre's facts.
 """
 
 from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from zhucun.contracts.assessment.events import TalkBy
+from zhucun.shared.rules import RuleKind, RuleViolation
 
-ErrorKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
 
-
-class AssessmentRuleViolation(Exception):
+class AssessmentRuleViolation(RuleViolation):
     """A command breaks an assessment rule; nothing was decided."""
 
     code: ClassVar[str] = "assessment_rule_violation"
-    kind: ClassVar[ErrorKind] = "invalid"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    kind: ClassVar[RuleKind] = "invalid"
 
 
 class DuplicateId(AssessmentRuleViolation):

@@ -1,5 +1,5 @@
-"""Checks shared by the deciders. A ``ValueError`` here is the caller's mistake (the HTTP
-edge read the wrong stream or passed another cadre's facts), not a rule anyone broke."""
+"""Checks shared by the deciders. A ``ValueError`` here is the caller's mistake (a use case
+read the wrong stream or passed another cadre's facts), not a rule anyone broke."""
 
 from __future__ import annotations
 

@@ -8,16 +8,16 @@
 * ``AnnualState``: one county's annual round (``assessment-annual-{county}-{YYYY}``).
 
 State is immutable: ``evolve_*`` return a new state and never touch the old one (mappings are
-copied, not mutated). Each ``evolve_*`` ignores event types that do not belong to its stream.
-The state keeps the recorded events themselves where a decision compares a repeat with them.
+read-only copies, made with ``zhucun.shared.state``). Each ``evolve_*`` ignores event types
+that do not belong to its stream. The state keeps the recorded events themselves where a
+decision compares a repeat with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
-from types import MappingProxyType
 from typing import Annotated, Any, TypeAlias, TypeVar
 
 from pydantic import SerializerFunctionWrapHandler, WrapSerializer
@@ -41,27 +41,19 @@ from zhucun.contracts.assessment.events import (
     VillagerEvaluationRecorded,
 )
 from zhucun.shared.events import DomainEvent
+from zhucun.shared.state import fold, frozen, with_entry
 
 K = TypeVar("K")
 V = TypeVar("V")
-S = TypeVar("S")
 
 
 def _plain(value: Mapping[Any, Any], handler: SerializerFunctionWrapHandler) -> Any:
     return handler(dict(value))
 
 
-#: A read-only mapping (``MappingProxyType``) that pydantic serialises like a dict, so that
-#: ``TypeAdapter(QuarterState).dump_python(state, mode="json")`` gives JSON data.
+#: A read-only mapping (``zhucun.shared.state.frozen``) that pydantic serialises like a dict,
+#: so that ``TypeAdapter(QuarterState).dump_python(state, mode="json")`` gives JSON data.
 FrozenMap: TypeAlias = Annotated[Mapping[K, V], WrapSerializer(_plain)]
-
-
-def _frozen(entries: Mapping[K, V] | None = None) -> Mapping[K, V]:
-    return MappingProxyType(dict(entries or {}))
-
-
-def _with(entries: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
-    return MappingProxyType({**entries, key: value})
 
 
 # --- cadre ----------------------------------------------------------------------------------
@@ -73,13 +65,13 @@ class CadreState:
 
     cadre_id: str
     #: By inspection id.
-    inspections: FrozenMap[str, CadreInspected] = field(default_factory=_frozen)
+    inspections: FrozenMap[str, CadreInspected] = field(default_factory=frozen)
     #: By evaluation id.
-    evaluations: FrozenMap[str, VillagerEvaluationRecorded] = field(default_factory=_frozen)
+    evaluations: FrozenMap[str, VillagerEvaluationRecorded] = field(default_factory=frozen)
     #: By assignment id: one term-end assessment per assignment.
-    term_assessments: FrozenMap[str, TermAssessed] = field(default_factory=_frozen)
+    term_assessments: FrozenMap[str, TermAssessed] = field(default_factory=frozen)
     #: By sanction id.
-    sanctions: FrozenMap[str, SanctionRecorded] = field(default_factory=_frozen)
+    sanctions: FrozenMap[str, SanctionRecorded] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, cadre_id: str) -> CadreState:
@@ -90,16 +82,20 @@ def evolve_cadre(state: CadreState, event: DomainEvent) -> CadreState:
     """The cadre's record after ``event``. Pure: ``state`` is left as it was."""
     match event:
         case CadreInspected():
-            return replace(state, inspections=_with(state.inspections, event.inspection_id, event))
+            return replace(
+                state, inspections=with_entry(state.inspections, event.inspection_id, event)
+            )
         case VillagerEvaluationRecorded():
-            return replace(state, evaluations=_with(state.evaluations, event.evaluation_id, event))
+            return replace(
+                state, evaluations=with_entry(state.evaluations, event.evaluation_id, event)
+            )
         case TermAssessed():
             return replace(
                 state,
-                term_assessments=_with(state.term_assessments, event.assignment_id, event),
+                term_assessments=with_entry(state.term_assessments, event.assignment_id, event),
             )
         case SanctionRecorded():
-            return replace(state, sanctions=_with(state.sanctions, event.sanction_id, event))
+            return replace(state, sanctions=with_entry(state.sanctions, event.sanction_id, event))
     return state
 
 
@@ -112,7 +108,7 @@ class TeamState:
 
     team_id: str
     #: By inspection id.
-    inspections: FrozenMap[str, TeamInspected] = field(default_factory=_frozen)
+    inspections: FrozenMap[str, TeamInspected] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, team_id: str) -> TeamState:
@@ -123,7 +119,9 @@ def evolve_team(state: TeamState, event: DomainEvent) -> TeamState:
     """The team's record after ``event``. Pure: ``state`` is left as it was."""
     match event:
         case TeamInspected():
-            return replace(state, inspections=_with(state.inspections, event.inspection_id, event))
+            return replace(
+                state, inspections=with_entry(state.inspections, event.inspection_id, event)
+            )
     return state
 
 
@@ -140,7 +138,7 @@ class Obligation:
     quarter: str
     due_on: date
     #: The day each party held its talk.
-    talks: FrozenMap[TalkBy, date] = field(default_factory=_frozen)
+    talks: FrozenMap[TalkBy, date] = field(default_factory=frozen)
     #: The day of the later of the two talks, once both were held.
     completed_on: date | None = None
     #: Whether it was completed after ``due_on`` (None while open).
@@ -167,11 +165,11 @@ class QuarterState:
     county: str
     quarter: str
     #: By cadre id: the cadre's latest quarterly assessment.
-    assessments: FrozenMap[str, QuarterlyAssessed] = field(default_factory=_frozen)
+    assessments: FrozenMap[str, QuarterlyAssessed] = field(default_factory=frozen)
     #: By obligation id.
-    obligations: FrozenMap[str, Obligation] = field(default_factory=_frozen)
+    obligations: FrozenMap[str, Obligation] = field(default_factory=frozen)
     #: By list id (the rules allow one publication a quarter).
-    lists: FrozenMap[str, RedBlueListsPublished] = field(default_factory=_frozen)
+    lists: FrozenMap[str, RedBlueListsPublished] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, county: str, quarter: str) -> QuarterState:
@@ -195,7 +193,7 @@ def evolve_quarter(state: QuarterState, event: DomainEvent) -> QuarterState:
     """The quarter after ``event``. Pure: ``state`` is left as it was."""
     match event:
         case QuarterlyAssessed():
-            return replace(state, assessments=_with(state.assessments, event.cadre_id, event))
+            return replace(state, assessments=with_entry(state.assessments, event.cadre_id, event))
         case AdmonitionTalksRequired():
             obligation = Obligation(
                 obligation_id=event.obligation_id,
@@ -204,13 +202,13 @@ def evolve_quarter(state: QuarterState, event: DomainEvent) -> QuarterState:
                 due_on=event.due_on,
             )
             return replace(
-                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
             )
         case AdmonitionTalkHeld():
             known = state.obligations[event.obligation_id]
-            obligation = replace(known, talks=_with(known.talks, event.by, event.held_on))
+            obligation = replace(known, talks=with_entry(known.talks, event.by, event.held_on))
             return replace(
-                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
             )
         case AdmonitionTalksCompleted():
             obligation = replace(
@@ -219,10 +217,10 @@ def evolve_quarter(state: QuarterState, event: DomainEvent) -> QuarterState:
                 overdue=event.overdue,
             )
             return replace(
-                state, obligations=_with(state.obligations, event.obligation_id, obligation)
+                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
             )
         case RedBlueListsPublished():
-            return replace(state, lists=_with(state.lists, event.list_id, event))
+            return replace(state, lists=with_entry(state.lists, event.list_id, event))
     return state
 
 
@@ -239,10 +237,10 @@ class AnnualState:
     round_id: str | None = None
     opened_on: date | None = None
     #: By cadre id: the latest proposal.
-    proposals: FrozenMap[str, AnnualGradeProposed] = field(default_factory=_frozen)
+    proposals: FrozenMap[str, AnnualGradeProposed] = field(default_factory=frozen)
     finalisation: AnnualRoundFinalised | None = None
     #: By cadre id: the final grade, once finalised.
-    results: FrozenMap[str, AnnualResultIssued] = field(default_factory=_frozen)
+    results: FrozenMap[str, AnnualResultIssued] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, county: str, year: int) -> AnnualState:
@@ -263,34 +261,28 @@ def evolve_annual(state: AnnualState, event: DomainEvent) -> AnnualState:
         case AnnualRoundOpened():
             return replace(state, round_id=event.round_id, opened_on=event.opened_on)
         case AnnualGradeProposed():
-            return replace(state, proposals=_with(state.proposals, event.cadre_id, event))
+            return replace(state, proposals=with_entry(state.proposals, event.cadre_id, event))
         case AnnualRoundFinalised():
             return replace(state, finalisation=event)
         case AnnualResultIssued():
-            return replace(state, results=_with(state.results, event.cadre_id, event))
+            return replace(state, results=with_entry(state.results, event.cadre_id, event))
     return state
 
 
 # --- folding --------------------------------------------------------------------------------
 
 
-def _fold(evolve: Callable[[S, DomainEvent], S], state: S, events: Iterable[DomainEvent]) -> S:
-    for event in events:
-        state = evolve(state, event)
-    return state
-
-
 def fold_cadre(state: CadreState, events: Iterable[DomainEvent]) -> CadreState:
-    return _fold(evolve_cadre, state, events)
+    return fold(evolve_cadre, state, events)
 
 
 def fold_team(state: TeamState, events: Iterable[DomainEvent]) -> TeamState:
-    return _fold(evolve_team, state, events)
+    return fold(evolve_team, state, events)
 
 
 def fold_quarter(state: QuarterState, events: Iterable[DomainEvent]) -> QuarterState:
-    return _fold(evolve_quarter, state, events)
+    return fold(evolve_quarter, state, events)
 
 
 def fold_annual(state: AnnualState, events: Iterable[DomainEvent]) -> AnnualState:
-    return _fold(evolve_annual, state, events)
+    return fold(evolve_annual, state, events)

@@ -1,9 +1,10 @@
-"""A replica of attendance's facts for the services that need them (assessment caps annual
-and term grades by unexcused spot-check absences), built from ``attendance.events.v1``.
+"""Assessment's replica of attendance's facts: spot checks and month closes, built from
+``attendance.events.v1`` into assessment's own database (annual and term grades are capped
+by the year's unexcused spot-check absences).
 
-It ships with the contract it reads, like ``zhucun.dispatch.replica``. A month's unexcused
-absences are the month close's figure once the month is closed (the close applies leave
-cancelled after a spot check), and the unexcused spot checks recorded so far before that.
+A month's unexcused absences are the month close's figure once the month is closed (the close
+applies leave cancelled after a spot check), and the unexcused spot checks recorded so far
+before that. Like every replica it lags a little behind its source.
 """
 
 from __future__ import annotations
@@ -17,15 +18,18 @@ from zhucun.contracts.attendance.events import MonthClosed, SpotCheckRecorded
 from zhucun.contracts.attendance.events import registry as attendance_registry
 from zhucun.shared.projection import Delivery
 
+#: The replica's projection name, also its Kafka consumer group.
+REPLICA_NAME = "assessment-attendance-facts"
+
 
 class AttendanceFactsReplica:
     """Projection of attendance's topic into ``replica_spot_checks`` and
-    ``replica_month_closes`` of ``schema``; ``name`` is the consuming service's own."""
+    ``replica_month_closes`` of ``schema``."""
 
     topics: Sequence[str] = (ATTENDANCE_TOPIC,)
     registry = attendance_registry
 
-    def __init__(self, schema: str, *, name: str) -> None:
+    def __init__(self, schema: str, *, name: str = REPLICA_NAME) -> None:
         self.name = name
         self.schema = schema
         self.spot_checks = f'"{schema}".replica_spot_checks'
@@ -89,8 +93,8 @@ class AttendanceFactsReplica:
             )
 
 
-class AttendanceFacts:
-    """Queries of the replica."""
+class ReplicatedAbsences:
+    """The application's read of the replica (``application.ports.Absences``)."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool

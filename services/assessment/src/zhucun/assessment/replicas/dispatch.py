@@ -1,14 +1,16 @@
-"""A replica of dispatch for the services that need its facts: villages (geofence, township,
-households) and assignments, built from ``dispatch.events.v1``.
+"""Assessment's replica of dispatch: the cadres' assignments and the township of each
+village, built from ``dispatch.events.v1`` into assessment's own database.
 
-Other services never read dispatch's database. Each keeps this replica in its own database,
-consumed through the shared projection runtime, which stores the Kafka offsets in the same
-transaction as these tables: the replica is exactly as current as its offsets say and
-survives restarts. It ships with the contract it reads, so every consumer reads it the same
-way.
+Assessment needs to know, for a cadre (or a work team) and a period, which post the cadre
+held: its assignment, team, village, county and township (role and jurisdiction are checked
+against them) and its term (the term-end assessment). That is all this replica keeps: no
+geofence, no households, nothing of the cadres' profiles.
 
-The replica is eventually consistent: a cadre assigned a moment ago may not be here yet.
-Consumers therefore answer "no assignment" with a retryable problem, not a final refusal.
+The shared projection runtime stores the Kafka offsets in the same transaction as these
+tables, so the replica is exactly as current as its offsets say and survives restarts. It is
+eventually consistent: a cadre assigned a moment ago may not be here yet, and a village's
+own event may arrive after its assignments (another partition), so its township is then
+unknown; the application answers both with a retryable refusal.
 """
 
 from __future__ import annotations
@@ -29,22 +31,19 @@ from zhucun.contracts.dispatch.events import (
 from zhucun.contracts.dispatch.events import registry as dispatch_registry
 from zhucun.shared.projection import Delivery
 
+#: The replica's projection name, also its Kafka consumer group.
+REPLICA_NAME = "assessment-dispatch-replica"
 
-@dataclass(frozen=True, slots=True)
-class _Village:
-    village_id: str
-    county: str | None
-    township: str
-    latitude: float
-    longitude: float
-    radius_m: int
-    households: int
+#: Columns of ``replica_villages`` that earlier versions of this replica kept (a copy of
+#: attendance's, with the geofence); dropped, so that a database migrated by one of those
+#: versions takes the narrower rows (NOT NULL columns would refuse them).
+_RETIRED_VILLAGE_COLUMNS = ("county", "latitude", "longitude", "radius_m", "households")
 
 
 @dataclass(frozen=True, slots=True)
 class AssignmentRow:
-    """An assignment with its village, as the replica knows them. ``township`` and the
-    geofence are None while the village's own event has not arrived (another partition)."""
+    """An assignment with its village's township, as the replica knows them. ``township``
+    is None while the village's own event has not arrived."""
 
     assignment_id: str
     cadre_id: str
@@ -55,24 +54,16 @@ class AssignmentRow:
     term_end: date
     ended_on: date | None
     township: str | None
-    latitude: float | None
-    longitude: float | None
-    radius_m: int | None
-    households: int | None
-
-    def covers(self, day: date) -> bool:
-        return self.term_start <= day and (self.ended_on is None or day <= self.ended_on)
 
 
 class DispatchReplica:
     """The projection (in the sense of ``zhucun.shared.projection``) of dispatch's topic into
-    the tables ``replica_villages`` and ``replica_assignments`` of ``schema``. ``name`` is the
-    consuming service's own (it is also the Kafka consumer group)."""
+    the tables ``replica_villages`` and ``replica_assignments`` of ``schema``."""
 
     topics: Sequence[str] = (DISPATCH_TOPIC,)
     registry = dispatch_registry
 
-    def __init__(self, schema: str, *, name: str) -> None:
+    def __init__(self, schema: str, *, name: str = REPLICA_NAME) -> None:
         self.name = name
         self.schema = schema
         self.villages = f'"{schema}".replica_villages'
@@ -84,15 +75,14 @@ class DispatchReplica:
             f"""
             CREATE TABLE IF NOT EXISTS {self.villages} (
                 village_id text PRIMARY KEY,
-                county text NOT NULL,
-                township text NOT NULL,
-                latitude double precision NOT NULL,
-                longitude double precision NOT NULL,
-                radius_m integer NOT NULL,
-                households integer NOT NULL
+                township text NOT NULL
             )
             """
         )
+        drops = ", ".join(f"DROP COLUMN IF EXISTS {c}" for c in _RETIRED_VILLAGE_COLUMNS)
+        await conn.execute(f"ALTER TABLE {self.villages} {drops}")
+        # Served the county queries of the earlier copy; assessment asks by cadre and team.
+        await conn.execute(f'DROP INDEX IF EXISTS "{self.schema}".replica_assignments_county')
         await conn.execute(
             f"""
             CREATE TABLE IF NOT EXISTS {self.assignments} (
@@ -107,36 +97,35 @@ class DispatchReplica:
             );
             CREATE INDEX IF NOT EXISTS replica_assignments_cadre
                 ON {self.assignments} (cadre_id, term_start);
-            CREATE INDEX IF NOT EXISTS replica_assignments_county
-                ON {self.assignments} (county, term_start)
+            CREATE INDEX IF NOT EXISTS replica_assignments_team
+                ON {self.assignments} (team_id, term_start)
             """
         )
 
     async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         """Fold the batch in memory (one key's events arrive in order), then write each
         table once."""
-        villages: dict[str, _Village] = {}
+        townships: dict[str, str] = {}
         assigned: dict[str, CadreAssigned] = {}
         ended: dict[str, date] = {}
         for delivery in deliveries:
             event = delivery.payload
             if isinstance(event, VillageRegistered | VillageUpdated):
-                fence = event.geofence
-                villages[event.village_id] = _Village(
-                    village_id=event.village_id,
-                    county=event.county if isinstance(event, VillageRegistered) else None,
-                    township=event.township,
-                    latitude=fence.latitude,
-                    longitude=fence.longitude,
-                    radius_m=fence.radius_m,
-                    households=event.households,
-                )
+                townships[event.village_id] = event.township
             elif isinstance(event, CadreAssigned):
                 assigned[event.assignment_id] = event
             elif isinstance(event, AssignmentEnded):
                 ended[event.assignment_id] = event.ended_on
-        if villages:
-            await self._upsert_villages(conn, list(villages.values()))
+        if townships:
+            await conn.execute(
+                f"""
+                INSERT INTO {self.villages} (village_id, township)
+                SELECT * FROM unnest($1::text[], $2::text[])
+                ON CONFLICT (village_id) DO UPDATE SET township = EXCLUDED.township
+                """,
+                list(townships),
+                list(townships.values()),
+            )
         if assigned:
             rows = list(assigned.values())
             await conn.execute(
@@ -166,107 +155,44 @@ class DispatchReplica:
                 list(ended.values()),
             )
 
-    async def _upsert_villages(self, conn: asyncpg.Connection, rows: list[_Village]) -> None:
-        # An update carries no county (it never changes): keep the stored one.
-        await conn.execute(
-            f"""
-            INSERT INTO {self.villages} AS v
-                (village_id, county, township, latitude, longitude, radius_m, households)
-            SELECT village_id, coalesce(county, ''), township, latitude, longitude, radius_m,
-                   households
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                        $6::int[], $7::int[])
-                AS r(village_id, county, township, latitude, longitude, radius_m, households)
-            ON CONFLICT (village_id) DO UPDATE SET
-                county = CASE WHEN EXCLUDED.county = '' THEN v.county ELSE EXCLUDED.county END,
-                township = EXCLUDED.township,
-                latitude = EXCLUDED.latitude,
-                longitude = EXCLUDED.longitude,
-                radius_m = EXCLUDED.radius_m,
-                households = EXCLUDED.households
-            """,
-            [v.village_id for v in rows],
-            [v.county for v in rows],
-            [v.township for v in rows],
-            [v.latitude for v in rows],
-            [v.longitude for v in rows],
-            [v.radius_m for v in rows],
-            [v.households for v in rows],
-        )
 
-
-class DispatchFacts:
-    """Queries of the replica."""
+class ReplicatedAssignments:
+    """The application's reads of the replica (``application.ports.Assignments``), each
+    ordered by term start (the latest last)."""
 
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self.pool = pool
         self.assignments = f'"{schema}".replica_assignments'
         self.villages = f'"{schema}".replica_villages'
 
-    def _select(self, where: str) -> str:
-        return f"""
+    async def _fetch(self, where: str, *arguments: object) -> list[AssignmentRow]:
+        rows = await self.pool.fetch(
+            f"""
             SELECT a.assignment_id, a.cadre_id, a.team_id, a.village_id, a.county,
-                   a.term_start, a.term_end, a.ended_on, v.township, v.latitude, v.longitude,
-                   v.radius_m, v.households
+                   a.term_start, a.term_end, a.ended_on, v.township
             FROM {self.assignments} AS a
             LEFT JOIN {self.villages} AS v USING (village_id)
             WHERE {where}
             ORDER BY a.term_start, a.assignment_id
-        """
-
-    async def assignment_on(self, cadre_id: str, day: date) -> AssignmentRow | None:
-        """The cadre's assignment covering ``day`` (the latest, should two overlap)."""
-        rows = await self.pool.fetch(
-            self._select(
-                "a.cadre_id = $1 AND a.term_start <= $2"
-                " AND (a.ended_on IS NULL OR $2 <= a.ended_on)"
-            ),
-            cadre_id,
-            day,
+            """,
+            *arguments,
         )
-        return AssignmentRow(**dict(rows[-1])) if rows else None
+        return [AssignmentRow(**dict(row)) for row in rows]
 
     async def assignments_of(self, cadre_id: str) -> list[AssignmentRow]:
-        rows = await self.pool.fetch(self._select("a.cadre_id = $1"), cadre_id)
-        return [AssignmentRow(**dict(row)) for row in rows]
+        return await self._fetch("a.cadre_id = $1", cadre_id)
 
     async def assignments_between(
         self, cadre_id: str, first: date, last: date
     ) -> list[AssignmentRow]:
         """The cadre's assignments overlapping ``first..last``."""
-        rows = await self.pool.fetch(
-            self._select(
-                "a.cadre_id = $1 AND a.term_start <= $3"
-                " AND (a.ended_on IS NULL OR $2 <= a.ended_on)"
-            ),
+        return await self._fetch(
+            "a.cadre_id = $1 AND a.term_start <= $3 AND (a.ended_on IS NULL OR $2 <= a.ended_on)",
             cadre_id,
             first,
             last,
         )
-        return [AssignmentRow(**dict(row)) for row in rows]
 
     async def team_assignments(self, team_id: str) -> list[AssignmentRow]:
         """Every assignment to the team (its village, county and township with them)."""
-        rows = await self.pool.fetch(self._select("a.team_id = $1"), team_id)
-        return [AssignmentRow(**dict(row)) for row in rows]
-
-    async def cadres_between(
-        self, county: str, first: date, last: date, township: str | None = None
-    ) -> list[str]:
-        """Cadres of the county (or one of its townships) on post on some day of
-        ``first..last``."""
-        rows = await self.pool.fetch(
-            f"""
-            SELECT DISTINCT a.cadre_id FROM {self.assignments} AS a
-            LEFT JOIN {self.villages} AS v USING (village_id)
-            WHERE a.county = $1 AND a.term_start <= $3
-              AND (a.ended_on IS NULL OR $2 <= a.ended_on)
-              AND ($4::text IS NULL OR v.township = $4)
-            ORDER BY a.cadre_id
-            """,
-            county,
-            first,
-            last,
-            township,
-        )
-        return [row["cadre_id"] for row in rows]
+        return await self._fetch("a.team_id = $1", team_id)
