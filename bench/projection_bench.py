@@ -57,6 +57,7 @@ import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from zhucun.cli.progress import progress_bar
 from zhucun.contracts.attendance.events import CheckInRecorded, LocationEvidence
 from zhucun.contracts.attendance.events import registry as attendance_registry
 from zhucun.shared.envelope import RecordedEvent, to_kafka
@@ -314,17 +315,18 @@ async def run_rebuild(
     profiler = cProfile.Profile() if profile else None
     if profiler is not None:
         profiler.enable()
-    report = await rebuild(
-        pool,
-        CheckInLedger,
-        kafka,
-        live_schema="ledger",
-        progress=True,
-        batch_size=batch,
-        workers=workers,
-        dsn=dsn,
-        check_crcs=check_crcs,
-    )
+    with progress_bar("rebuild ledger") as progress:
+        report = await rebuild(
+            pool,
+            CheckInLedger,
+            kafka,
+            live_schema="ledger",
+            progress=progress,
+            batch_size=batch,
+            workers=workers,
+            dsn=dsn,
+            check_crcs=check_crcs,
+        )
     profile_text = None
     if profiler is not None:
         profiler.disable()

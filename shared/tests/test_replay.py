@@ -14,15 +14,14 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 from uuid import uuid4
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from zhucun.shared import replay
-from zhucun.shared.envelope import CloudEventError, KafkaRecord, RecordedEvent, from_kafka, to_kafka
+from zhucun.shared.envelope import KafkaRecord, RecordedEvent, to_kafka
 from zhucun.shared.events import GENESIS_HASH, DomainEvent, EventRegistry
 from zhucun.shared.kafka import DeadLetterPublisher, ensure_topics, event_topic
 from zhucun.shared.projection import Delivery, PoisonRecord, ProjectionRunner
@@ -356,100 +355,6 @@ async def test_digest_is_order_independent_and_sees_every_change(env: Env) -> No
         await digest(env.pool, "forward", ["missing"])
 
 
-# --- the fast decode path ------------------------------------------------------------------
-
-
-@dataclass
-class FakeRecord:
-    headers: list[tuple[str, bytes]]
-    value: bytes | None
-    topic: str = "t"
-    partition: int = 0
-    offset: int = 0
-
-
-def fake(event: RecordedEvent, **changes: bytes | None) -> FakeRecord:
-    r = record_of(event)
-    headers = {k: v.encode() for k, v in r.headers.items()}
-    for name, value in changes.items():
-        name = name.replace("_", "-") if name == "content_type" else name
-        if value is None:
-            headers.pop(name, None)
-        else:
-            headers[name] = value
-    return FakeRecord(list(headers.items()), r.value)
-
-
-def runner_decode(record: FakeRecord) -> Delivery:
-    """What ProjectionRunner._decode does."""
-    event, source = from_kafka(record.headers, record.value or b"")
-    return Delivery(
-        record.topic, record.partition, record.offset, event, source, event.decode(registry)
-    )
-
-
-def test_fast_decode_equals_the_runners_and_fails_the_same_way() -> None:
-    projection = Ledger("s", topic="t")
-    good = [booked("c1", 5), booked("c2", 6, causation=False)]
-    # As FastStream publishes them (the relay): content-type first, one header more.
-    relayed = fake(good[0])
-    relayed.headers = [
-        ("content-type", b"application/json"),
-        *reversed(relayed.headers),
-        ("correlation_id", b"x"),
-    ]
-    valueless = fake(good[1])
-    valueless.headers = [*valueless.headers, ("x-empty", cast(bytes, None))]
-    for event, record in [
-        (good[0], fake(good[0])),
-        (good[1], fake(good[1])),
-        (good[0], relayed),
-        (good[1], valueless),
-    ]:
-        fast = replay._decode(record, projection)
-        assert fast == runner_decode(record)
-        assert fast.event == event
-        assert fast.event.model_dump() == event.model_dump()
-        assert fast.source == SOURCE
-    bad = [
-        fake(good[0], ce_id=b"not-a-uuid"),
-        fake(good[0], ce_id=b"{6f1c2d5e-1234-4abc-9def-0123456789ab}"),
-        fake(good[0], ce_id=b"6f1c2d5e12344abc9def0123456789ab"),  # pydantic accepts it
-        fake(good[0], ce_id=b"6F1C2D5E-1234-4ABC-9DEF-0123456789AB"),
-        fake(good[0], ce_specversion=b"0.3"),
-        fake(good[0], ce_hash=None),
-        fake(good[0], ce_streamversion=b"-1"),
-        fake(good[0], ce_streamversion=b"007"),
-        fake(good[0], ce_time=b"2025-03-01T08:00:00+08:00"),
-        fake(good[0], ce_time=b"yesterday"),
-        fake(good[0], ce_stream=b"\xff\xfe"),
-        fake(good[0], content_type=b"text/plain"),
-        fake(good[0], ce_type=b"test.replay.Unknown"),
-        FakeRecord(fake(good[0]).headers, b"[1, 2]"),
-        FakeRecord(fake(good[0]).headers, b"{not json"),
-        FakeRecord(fake(good[0]).headers, None),
-        FakeRecord(fake(good[0]).headers, b'{"cadre_id": "c1"}'),  # fails the contract
-        FakeRecord([*fake(good[0]).headers, ("x-other", b"\xff")], fake(good[0]).value),
-        FakeRecord([*fake(good[0]).headers, ("ce_id", b"duplicate")], fake(good[0]).value),
-    ]
-    for record in bad:
-        try:
-            expected: Delivery | Exception = runner_decode(record)
-        except Exception as error:
-            expected = error
-        try:
-            got: Delivery | Exception = replay._decode(record, projection)
-        except Exception as error:
-            got = error
-        if isinstance(expected, Exception):
-            assert type(got) is type(expected), record
-            assert str(got) == str(expected)
-        else:
-            assert got == expected, record
-    with pytest.raises(CloudEventError):
-        replay._decode(bad[0], projection)
-
-
 # --- rebuild and switch --------------------------------------------------------------------
 
 
@@ -488,7 +393,6 @@ async def test_rebuild_equals_the_live_model_and_the_live_runner_carries_on(env:
             functools.partial(HookedLedger, topic=topic, hook=meanwhile),
             env.kafka,
             live_schema="books",
-            progress=False,
             batch_size=17,
         )
         assert report.digest == before, "the rebuild stops at the end offsets taken at start"
@@ -558,7 +462,6 @@ async def test_rebuild_equals_the_live_model_and_the_live_runner_carries_on(env:
         env.kafka,
         scratch_schema="books_check",
         until=await end_offsets(env.bootstrap, topic),
-        progress=False,
     )
     assert check.duplicates == len(again) + 2
     assert await model_digest(env.pool, "books") == check.digest
@@ -573,9 +476,7 @@ async def test_the_switch_is_atomic_for_readers(env: Env) -> None:
     first = cadre_events(cadres=10, per_cadre=20)
     await publish(env.bootstrap, topic, first)
     # No live schema yet: the first build is simply renamed into place.
-    initial = await rebuild(
-        env.pool, ledger(topic), env.kafka, live_schema="atomic", progress=False
-    )
+    initial = await rebuild(env.pool, ledger(topic), env.kafka, live_schema="atomic")
     assert initial.previous_schema is None
     role = f"replay_reader_{uuid4().hex[:8]}"
     await env.pool.execute(f"CREATE ROLE {role}")
@@ -610,7 +511,7 @@ async def test_the_switch_is_atomic_for_readers(env: Env) -> None:
     try:
         await asyncio.sleep(0.2)
         report = await rebuild(
-            env.pool, ledger(topic), env.kafka, live_schema="atomic", progress=False, batch_size=9
+            env.pool, ledger(topic), env.kafka, live_schema="atomic", batch_size=9
         )
         await asyncio.sleep(0.3)
     finally:
@@ -636,7 +537,7 @@ async def test_a_schema_shared_with_other_tables_is_not_switched(env: Env) -> No
     await publish(env.bootstrap, topic, cadre_events(cadres=3, per_cadre=2))
     await env.pool.execute("CREATE SCHEMA service; CREATE TABLE service.events (id int)")
     with pytest.raises(ReplayError, match="events"):
-        await rebuild(env.pool, ledger(topic), env.kafka, live_schema="service", progress=False)
+        await rebuild(env.pool, ledger(topic), env.kafka, live_schema="service")
     schemas = {r[0] for r in await env.pool.fetch("SELECT nspname FROM pg_namespace")}
     assert "service" in schemas
     assert not any(s.startswith("service__") for s in schemas), "nothing is left behind"
@@ -654,7 +555,6 @@ async def test_worker_processes_build_the_same_model(env: Env) -> None:
         env.kafka,
         scratch_schema="one_process",
         until=await end_offsets(env.bootstrap, topic),
-        progress=False,
         batch_size=11,
     )
     two = await rebuild(
@@ -662,7 +562,6 @@ async def test_worker_processes_build_the_same_model(env: Env) -> None:
         ledger(topic),
         env.kafka,
         live_schema="two_processes",
-        progress=False,
         batch_size=11,
         workers=2,
         dsn=env.dsn,
@@ -696,7 +595,6 @@ async def test_strict_stops_at_the_first_poison_record(env: Env) -> None:
             env.kafka,
             scratch_schema="strict",
             until=await end_offsets(env.bootstrap, topic),
-            progress=False,
             strict=True,
         )
 
@@ -716,9 +614,7 @@ async def built_by_the_runner(env: Env, events: Sequence[RecordedEvent], schema:
     return await model_digest(env.pool, schema)
 
 
-async def test_as_of_offsets_and_as_of_a_time_give_the_model_at_that_point(
-    env: Env, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_as_of_offsets_and_as_of_a_time_give_the_model_at_that_point(env: Env) -> None:
     topic = await env.topic()
     early = cadre_events(cadres=8, per_cadre=10)
     late = cadre_events(cadres=8, per_cadre=5, first_n=11)
@@ -738,17 +634,21 @@ async def test_as_of_offsets_and_as_of_a_time_give_the_model_at_that_point(
     assert by_offsets.events == len(early)
     assert dict(by_offsets.stop_offsets) == at_first
 
+    told: list[tuple[int, int]] = []
     by_time = await rebuild_as_of(
         env.pool,
         ledger(topic),
         env.kafka,
         scratch_schema="audit_time",
         until=moment,
-        progress="always",
+        progress=lambda done, total: told.append((done, total)),
     )
     assert by_time.digest == expected
     assert dict(by_time.stop_offsets) == at_first
-    assert "events/s" in capsys.readouterr().err  # the progress bar was drawn
+    # Progress was told: from nothing to everything, never backwards.
+    assert told[0] == (0, len(early))
+    assert told[-1] == (len(early), len(early))
+    assert [done for done, _ in told] == sorted(done for done, _ in told)
     # The scratch schema is there to query.
     assert await env.pool.fetchval("SELECT count(*) FROM audit_time.entries") == len(early)
 

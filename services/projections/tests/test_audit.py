@@ -35,25 +35,24 @@ from zhucun.assessment.app import SOURCE as ASSESSMENT_SOURCE
 from zhucun.assessment.app import create_app as create_assessment
 from zhucun.attendance.app import SOURCE as ATTENDANCE_SOURCE
 from zhucun.attendance.app import create_app as create_attendance
+from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
 from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
 from zhucun.contracts.dispatch import events as dispatch
 from zhucun.dispatch.app import SOURCE as DISPATCH_SOURCE
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
 from zhucun.projections.audit import (
-    ASSESSMENT_TOPIC,
-    ATTENDANCE_TOPIC,
     COLUMNS,
-    DISPATCH_TOPIC,
-    SHANGHAI,
     AuditTrail,
     AuditTrailReader,
     has_summary,
     summarize,
-    union_registry,
 )
+from zhucun.projections.sources import SHANGHAI, union_registry
 from zhucun.shared.auth import mint_token
 from zhucun.shared.envelope import RecordedEvent
 from zhucun.shared.events import DomainEvent

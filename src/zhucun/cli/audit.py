@@ -780,6 +780,7 @@ def replay(
     serving, then switch it in atomically (the old model is kept, renamed, for comparison);
     or, with --as-of or --offsets, build it as of that point into a scratch schema for
     auditors to query. Prints the digest of the built model."""
+    from zhucun.cli.progress import progress_bar
     from zhucun.shared.replay import rebuild, rebuild_as_of
 
     known = _projections()
@@ -796,9 +797,16 @@ def replay(
         pool = await create_pool(target, min_size=1, max_size=4)
         try:
             if as_of is None and offsets is None:
-                return await rebuild(
-                    pool, make, kafka, live_schema=schema, workers=workers, dsn=target
-                )
+                with progress_bar(f"rebuild {schema}") as progress:
+                    return await rebuild(
+                        pool,
+                        make,
+                        kafka,
+                        live_schema=schema,
+                        workers=workers,
+                        dsn=target,
+                        progress=progress,
+                    )
             until: datetime | dict[tuple[str, int], int]
             if offsets is not None:
                 until = _offsets(offsets)
@@ -806,15 +814,18 @@ def replay(
                 assert as_of is not None
                 until = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
             label = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
-            return await rebuild_as_of(
-                pool,
-                make,
-                kafka,
-                scratch_schema=scratch_schema or f"{schema}__as_of_{label}",
-                until=until,
-                workers=workers,
-                dsn=target,
-            )
+            scratch = scratch_schema or f"{schema}__as_of_{label}"
+            with progress_bar(f"as of: {scratch}") as progress:
+                return await rebuild_as_of(
+                    pool,
+                    make,
+                    kafka,
+                    scratch_schema=scratch,
+                    until=until,
+                    workers=workers,
+                    dsn=target,
+                    progress=progress,
+                )
         finally:
             await pool.close()
 

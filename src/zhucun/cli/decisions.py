@@ -40,6 +40,7 @@ def what_if(
     """Replay the history under another policy pack into a scratch schema and report the
     difference with the live decisions: who would have been recalled or pooled, or not, and
     why."""
+    from zhucun.cli.progress import progress_bar
     from zhucun.projections.decisions.whatif import what_if as run_what_if
     from zhucun.shared.policy import PolicyError, load_pack
     from zhucun.shared.settings import ServiceSettings
@@ -56,14 +57,16 @@ def what_if(
     async def run() -> object:
         pool = await create_pool(target, min_size=1, max_size=4)
         try:
-            return await run_what_if(
-                pool,
-                kafka,
-                pack,
-                live_schema=schema,
-                keep=keep,
-                policies_dir=ServiceSettings().policies_dir,
-            )
+            with progress_bar(f"what-if {pack.version}") as progress:
+                return await run_what_if(
+                    pool,
+                    kafka,
+                    pack,
+                    live_schema=schema,
+                    keep=keep,
+                    policies_dir=ServiceSettings().policies_dir,
+                    progress=progress,
+                )
         finally:
             await pool.close()
 

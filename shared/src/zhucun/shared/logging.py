@@ -270,6 +270,8 @@ def _is_tty(stream: TextIO) -> bool:
 
 
 def _console_exception_formatter() -> structlog.typing.ExceptionRenderer:
+    # rich is not a dependency of zhucun-shared (the product's command and the dev tooling
+    # bring it): where it is installed, console tracebacks use it; else plain ones.
     try:
         import rich  # noqa: F401
     except ImportError:

@@ -3,7 +3,9 @@ exactly-once effects.
 
 A *projection* (anything matching :class:`Projection`) names its topics, the registry that
 decodes their events, how to create its tables and how to apply a batch of deliveries. A
-:class:`ProjectionRunner` does the rest:
+:class:`ProjectionRunner` does the rest (each batch through
+:class:`~zhucun.shared.pipeline.BatchPipeline`, the exactly-once pipeline it shares with the
+rebuild of :mod:`zhucun.shared.replay`):
 
 * **Offsets live in the read model's database.** Every batch is applied in ONE PostgreSQL
   transaction that also moves ``projection_offsets`` (the next offset to read per topic and
@@ -61,7 +63,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NoReturn, Protocol, cast
+from typing import Any, Literal, cast
 from weakref import WeakKeyDictionary
 
 import asyncpg
@@ -70,10 +72,19 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from zhucun.shared.envelope import CloudEventError, RecordedEvent, from_kafka
 from zhucun.shared.errors import describe_error
-from zhucun.shared.events import DomainEvent, EventContractError, EventRegistry, UnknownEventType
 from zhucun.shared.kafka import DeadLetterPublisher, client_options
+
+# The contract between the runtime and a projection, and the batch pipeline the runner and
+# the rebuild share; re-exported: projections import them from here.
+from zhucun.shared.pipeline import INFRASTRUCTURE_ERRORS as INFRASTRUCTURE_ERRORS
+from zhucun.shared.pipeline import BatchOutcome, BatchPipeline
+from zhucun.shared.pipeline import DeadLetterError as DeadLetterError
+from zhucun.shared.pipeline import Delivery as Delivery
+from zhucun.shared.pipeline import PoisonRecord as PoisonRecord
+from zhucun.shared.pipeline import Projection as Projection
+from zhucun.shared.pipeline import ProjectionCounts as ProjectionCounts
+from zhucun.shared.pipeline import ProjectionError as ProjectionError
 from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import advisory_lock_key
 
@@ -84,108 +95,6 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 BACKOFF_SECONDS = (1.0, 10.0)
 #: How long a best-effort Kafka offset commit may take before it is abandoned.
 KAFKA_COMMIT_TIMEOUT_SECONDS = 5.0
-#: The longest ``x-dlq-reason`` header written.
-_MAX_REASON = 500
-
-
-# --- the contract between the runtime and a projection ------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One consumed record, parsed and decoded."""
-
-    topic: str
-    partition: int
-    offset: int
-    #: The envelope: event id, stream and version, times, actor, correlation, type, data...
-    event: RecordedEvent
-    #: The CloudEvents ``source`` (the producing service).
-    source: str
-    #: ``event.data`` decoded (and upcast) with the projection's registry.
-    payload: DomainEvent
-
-
-class Projection(Protocol):
-    """A read model fed from Kafka topics."""
-
-    #: Identifies the projection: its key in the runtime tables and its default group id.
-    name: str
-    topics: Sequence[str]
-    #: Decodes every event type on ``topics``; a type it does not know is dead-lettered.
-    registry: EventRegistry
-
-    async def migrate(self, conn: asyncpg.Connection) -> None:
-        """Create the read-model tables (idempotent; runs inside a transaction)."""
-        ...
-
-    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        """Apply new deliveries (duplicates removed) in consumption order, in bulk.
-
-        Runs inside the batch's transaction (in a savepoint); raising makes the runtime
-        retry each delivery alone to find the poison ones. Must give the same result for
-        any split of the same deliveries into consecutive batches.
-        """
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionCounts:
-    """Records processed, across restarts and workers: ``consumed == applied + duplicates
-    + dead_lettered``. Records re-read after a rebalance or a retry are not counted again."""
-
-    consumed: int = 0
-    applied: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-
-
-class ProjectionError(Exception):
-    """Base of the runtime's errors."""
-
-
-class PoisonRecord(ProjectionError):
-    """A record cannot be applied and there is no dead-letter publisher to park it with.
-
-    The runner stops rather than skip it; nothing at or after it in its partition has been
-    applied. The message names the record and the kind of failure, never its data.
-    """
-
-    def __init__(self, topic: str, partition: int, offset: int, kind: str, error: Exception):
-        super().__init__(
-            f"poison record {topic}/{partition}@{offset}: {kind} ({type(error).__name__}); "
-            "no dead-letter publisher is configured, so the projection stops here"
-        )
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.kind = kind
-
-
-class DeadLetterError(ProjectionError):
-    """Publishing a dead letter failed; the batch is rolled back and retried."""
-
-
-#: Failures of the database, the network or Kafka: retried, never treated as poison.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
-    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
-    asyncpg.OperatorInterventionError,  # query canceled, admin shutdown, cannot connect now
-    asyncpg.PostgresSystemError,
-    asyncpg.ReadOnlySQLTransactionError,  # connected to a standby after a failover
-    # A missing table or column, a permission: the code or the schema is wrong, not one
-    # event. Dead-lettering would drain the whole topic into the DLQ; waiting is right.
-    asyncpg.SyntaxOrAccessError,
-    asyncpg.InvalidSchemaNameError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InvalidAuthorizationSpecificationError,
-    KafkaError,
-    DeadLetterError,
-)
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -267,16 +176,6 @@ class ProjectionHealth:
 # --- the runner ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Rejected:
-    """A record that goes to the dead-letter topic."""
-
-    record: Any  # aiokafka ConsumerRecord
-    kind: str
-    reason: str
-    error: Exception
-
-
 class _Backoff:
     def __init__(self) -> None:
         self.seconds = BACKOFF_SECONDS[0]
@@ -352,6 +251,9 @@ class ProjectionRunner:
         self._events = f"{s}.projection_events"
         self._counts = f"{s}.projection_counts"
         self._log = log.bind(projection=self.name)
+        self._pipeline = BatchPipeline(
+            projection, schema=schema, dead_letters=dead_letters, log=self._log
+        )
 
         family = _metrics(metrics if metrics is not None else CollectorRegistry())
         self._lag_gauge = family.lag
@@ -639,8 +541,7 @@ class ProjectionRunner:
             return False
         missing: list[Any] = []
         gaps: list[Any] = []
-        outcome: ProjectionCounts | None = None
-        totals: asyncpg.Record | None = None
+        outcome: BatchOutcome | None = None
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""
@@ -672,54 +573,21 @@ class ProjectionRunner:
                 todo.extend(records)
                 next_offsets[tp] = records[-1].offset + 1
             if todo:
-                outcome = await self._apply_records(conn, todo)
-                await conn.execute(
-                    f"""
-                    INSERT INTO {self._offsets} (projection, topic, partition, next_offset)
-                    SELECT $1, t.topic, t.partition, t.next_offset
-                    FROM unnest($2::text[], $3::int[], $4::bigint[])
-                        AS t(topic, partition, next_offset)
-                    ON CONFLICT (projection, topic, partition) DO UPDATE
-                    SET next_offset = EXCLUDED.next_offset
-                    WHERE {self._offsets}.next_offset < EXCLUDED.next_offset
-                    """,
-                    self.name,
-                    [tp.topic for tp in next_offsets],
-                    [tp.partition for tp in next_offsets],
-                    list(next_offsets.values()),
-                )
-                # Last, so the one row every worker updates is locked only until COMMIT.
-                totals = await conn.fetchrow(
-                    f"""
-                    INSERT INTO {self._counts} AS c
-                        (projection, consumed, applied, duplicates, dead_lettered)
-                    VALUES ($1, $2, $3, $4, $5)
-                    ON CONFLICT (projection) DO UPDATE SET
-                        consumed = c.consumed + EXCLUDED.consumed,
-                        applied = c.applied + EXCLUDED.applied,
-                        duplicates = c.duplicates + EXCLUDED.duplicates,
-                        dead_lettered = c.dead_lettered + EXCLUDED.dead_lettered
-                    RETURNING consumed, applied, duplicates, dead_lettered
-                    """,
-                    self.name,
-                    outcome.consumed,
-                    outcome.applied,
-                    outcome.duplicates,
-                    outcome.dead_lettered,
-                )
+                # Decode, dedupe, apply, dead-letter, move offsets and counts: one transaction.
+                outcome = await self._pipeline.write(conn, self._pipeline.batch(todo))
 
         # Committed.
         assigned = consumer.assignment()
         self._stored.update({tp: o for tp, o in (stored | next_offsets).items() if tp in assigned})
-        if outcome is not None and totals is not None:
-            self.counts = ProjectionCounts(**dict(totals))
-            self._outcomes["applied"].inc(outcome.applied)
-            self._outcomes["duplicate"].inc(outcome.duplicates)
-            self._outcomes["dead_lettered"].inc(outcome.dead_lettered)
+        if outcome is not None:
+            self.counts = outcome.totals
+            self._outcomes["applied"].inc(outcome.counts.applied)
+            self._outcomes["duplicate"].inc(outcome.counts.duplicates)
+            self._outcomes["dead_lettered"].inc(outcome.counts.dead_lettered)
             self._progress_at = time.monotonic()
             self._progress_wall = time.time()
             self._progress_gauge.set(self._progress_wall)
-            self._log.debug("projection.batch", **_counts_log(outcome))
+            self._log.debug("projection.batch", **_counts_log(outcome.counts))
             await self._commit_kafka(consumer, next_offsets)
         for tp in gaps:
             first_offset = min(r.offset for r in batch[tp] if r.offset >= stored[tp])
@@ -747,154 +615,6 @@ class ProjectionRunner:
                 consumer.pause(tp)
                 self._unpositioned.add(tp)
         return bool(gaps or missing)
-
-    async def _apply_records(self, conn: Any, records: Sequence[Any]) -> ProjectionCounts:
-        """Decode, dedupe, apply and dead-letter; returns this batch's counts."""
-        deliveries: list[Delivery] = []
-        rejected: list[_Rejected] = []
-        for record in records:
-            try:
-                deliveries.append(self._decode(record))
-            except Exception as error:
-                rejected.append(self._reject(record, error))
-        if rejected and self.dead_letters is None:
-            self._poison(rejected[0])
-
-        fresh = {
-            row["event_id"]
-            for row in await conn.fetch(
-                f"""
-                INSERT INTO {self._events} (projection, event_id)
-                SELECT $1, unnest($2::uuid[])
-                ON CONFLICT DO NOTHING
-                RETURNING event_id
-                """,
-                self.name,
-                list(dict.fromkeys(d.event.event_id for d in deliveries)),
-            )
-        }
-        new: list[Delivery] = []
-        for delivery in deliveries:
-            if delivery.event.event_id in fresh:
-                fresh.discard(delivery.event.event_id)  # a second copy in this batch is a dup
-                new.append(delivery)
-        duplicates = len(deliveries) - len(new)
-
-        poisoned = await self._apply(conn, new)
-        if poisoned:
-            # Forget them, so re-publishing a dead letter after a fix applies it.
-            await conn.execute(
-                f"DELETE FROM {self._events} WHERE projection = $1 AND event_id = ANY($2::uuid[])",
-                self.name,
-                [delivery.event.event_id for delivery, _ in poisoned],
-            )
-            failures = {(d.topic, d.partition, d.offset): e for d, e in poisoned}
-            for record in records:
-                failure = failures.get((record.topic, record.partition, record.offset))
-                if failure is not None:
-                    reason = f"projection {self.name} could not apply the event: "
-                    rejected.append(
-                        _Rejected(record, "apply-failed", reason + type(failure).__name__, failure)
-                    )
-        order = {id(record): index for index, record in enumerate(records)}
-        rejected.sort(key=lambda item: order[id(item.record)])
-        if rejected and self.dead_letters is None:
-            self._poison(rejected[0])
-        for item in rejected:
-            await self._dead_letter(item)  # before COMMIT: a crash now re-sends, never loses
-        return ProjectionCounts(
-            consumed=len(records),
-            applied=len(new) - len(poisoned),
-            duplicates=duplicates,
-            dead_lettered=len(rejected),
-        )
-
-    @staticmethod
-    def _poison(item: _Rejected) -> NoReturn:
-        record = item.record
-        raise PoisonRecord(
-            record.topic, record.partition, record.offset, item.kind, item.error
-        ) from item.error
-
-    def _decode(self, record: Any) -> Delivery:
-        value = record.value if record.value is not None else b""
-        event, source = from_kafka(record.headers, value)
-        payload = event.decode(self.projection.registry)
-        return Delivery(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            event=event,
-            source=source,
-            payload=payload,
-        )
-
-    def _reject(self, record: Any, error: Exception) -> _Rejected:
-        if isinstance(error, CloudEventError):
-            kind, reason = "invalid-cloudevent", f"not a Zhucun CloudEvent: {error}"
-        elif isinstance(error, UnknownEventType):
-            kind, reason = "unknown-event-type", f"unknown event type {error.event_type!r}"
-        elif isinstance(error, EventContractError):
-            kind, reason = "contract-violation", f"event does not match its contract: {error}"
-        else:
-            kind, reason = "undecodable", f"event cannot be decoded: {type(error).__name__}"
-        return _Rejected(record, kind, reason[:_MAX_REASON], error)
-
-    async def _apply(
-        self, conn: Any, deliveries: Sequence[Delivery]
-    ) -> list[tuple[Delivery, Exception]]:
-        """Apply in bulk; when that fails, one by one to find the poison deliveries."""
-        if not deliveries:
-            return []
-        try:
-            async with conn.transaction():  # a savepoint
-                await self.projection.apply(_pg(conn), deliveries)
-            return []
-        except INFRASTRUCTURE_ERRORS:
-            raise
-        except Exception as error:
-            self._log.warning(
-                "projection.apply_failed_isolating",
-                error=type(error).__name__,
-                deliveries=len(deliveries),
-            )
-        poisoned: list[tuple[Delivery, Exception]] = []
-        for delivery in deliveries:
-            try:
-                async with conn.transaction():
-                    await self.projection.apply(_pg(conn), [delivery])
-            except INFRASTRUCTURE_ERRORS:
-                raise
-            except Exception as error:
-                poisoned.append((delivery, error))
-        return poisoned
-
-    async def _dead_letter(self, item: _Rejected) -> None:
-        assert self.dead_letters is not None
-        record = item.record
-        try:
-            await self.dead_letters.send(
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-                value=record.value,
-                headers=[(name, raw if raw is not None else b"") for name, raw in record.headers],
-                reason=item.reason,
-                error=item.error,
-            )
-        except Exception as error:
-            raise DeadLetterError(
-                f"could not dead-letter {record.topic}/{record.partition}@{record.offset}"
-            ) from error
-        self._log.warning(
-            "projection.dead_lettered",
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            kind=item.kind,
-            error=type(item.error).__name__,
-        )
 
     async def _commit_kafka(self, consumer: Any, offsets: Mapping[Any, int]) -> None:
         """Best effort: PostgreSQL holds the truth; this only keeps group tools informed."""

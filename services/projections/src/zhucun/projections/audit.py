@@ -41,25 +41,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
 from zhucun.contracts.assessment import events as assessment
-from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.contracts.attendance import events as attendance
-from zhucun.contracts.decisions import TOPIC as DECISIONS_TOPIC
 from zhucun.contracts.decisions import events as decisions
-from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
 from zhucun.contracts.dispatch import events as dispatch
-from zhucun.shared.events import DomainEvent, EventRegistry, JsonObject, UnknownEventType
+from zhucun.projections.errors import InvalidCursor
+from zhucun.projections.sources import SHANGHAI, TOPICS, union_registry
+from zhucun.shared.events import DomainEvent, EventRegistry, JsonObject
 from zhucun.shared.projection import Delivery
-
-TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
-#: Calendar days (``since``, ``until``, an ``as_of`` date) are China's.
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 #: The columns of a file entry, in export order.
 COLUMNS = (
@@ -84,34 +77,6 @@ COLUMNS = (
     "data",
 )
 _SELECT = ", ".join(f'"{c}"' for c in COLUMNS)
-
-
-# --- the union of the contracts -----------------------------------------------------------
-
-
-class UnionRegistry(EventRegistry):
-    """Decodes the event types of several services' registries, each with its own upcasters
-    (registering the classes alone would lose them)."""
-
-    def __init__(self, *registries: EventRegistry) -> None:
-        super().__init__()
-        self._owners: dict[str, EventRegistry] = {}
-        for registry in registries:
-            for cls in registry.classes():
-                self.register(cls)  # refuses a type name two services both claim
-                self._owners[cls.event_type] = registry
-
-    def decode(self, event_type: str, schema_version: int, data: Any) -> DomainEvent:
-        owner = self._owners.get(event_type)
-        if owner is None:
-            raise UnknownEventType(event_type)
-        return owner.decode(event_type, schema_version, data)
-
-
-def union_registry() -> UnionRegistry:
-    return UnionRegistry(
-        dispatch.registry, attendance.registry, assessment.registry, decisions.registry
-    )
 
 
 # --- summaries ------------------------------------------------------------------------------
@@ -658,15 +623,15 @@ class FileEntry(BaseModel):
     data: JsonObject
 
 
-@dataclass(frozen=True, slots=True)
-class FilePage:
+class FilePage(BaseModel):
+    """A page of a cadre's file, in file order."""
+
+    model_config = ConfigDict(frozen=True)
+
     items: list[FileEntry]
-    #: Pass it back as ``after`` for the next page; None on the last page.
+    #: Pass it back as ``cursor`` (the reader's ``after``) for the next page; null on the
+    #: last page.
     next_cursor: str | None
-
-
-class InvalidCursor(ValueError):
-    """A cursor this code did not issue."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,7 +658,7 @@ def _decode_cursor(cursor: str) -> _Position:
             raise ValueError("malformed")
         return _Position(moment, source, position)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as error:
-        raise InvalidCursor("the cursor is not one this service issued") from error
+        raise InvalidCursor() from error
 
 
 def day_start(day: date) -> datetime:

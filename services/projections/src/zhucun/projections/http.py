@@ -1,4 +1,8 @@
-"""The read side's HTTP edge: the audit trail of a cadre (一人一档).
+"""The read side's HTTP edge: requests parsed, one use case called (``application.py``), its
+typed answer returned. One module for both read models (their routes share the readers'
+role, the path types and the use cases' wiring), one router each for the OpenAPI tags.
+
+The audit trail (一人一档), ``auditor`` and ``org_admin``:
 
 * ``GET /cadres/{cadre_id}/file`` — a page of the cadre's file, filtered by a period of
   business time (``since``/``until``, calendar days in China), by event ``type``
@@ -7,36 +11,66 @@
 * ``GET /cadres/{cadre_id}/file/export?format=json|csv`` — the whole file (``as_of`` too),
   streamed: a JSON array, or CSV with a header row (``data`` as a JSON string).
 
-Who may read: ``auditor`` and ``org_admin``. A principal restricted to a county (every
-``org_admin``; an ``auditor`` only when its token names a county) reads a cadre's file only
-when one of the cadre's events names that county; an auditor without a county reads every
-file. A cadre without any event is 404.
+Recall decisions and promotion pools (用), ``auditor`` and ``org_admin``:
+
+* ``GET /counties/{county}/decisions`` — the county's decisions, open ones by default
+  (``status=recommended``), with their rule, reason and evidence;
+* ``GET /cadres/{cadre_id}/decisions`` — one cadre's decisions and pool entries, each with
+  its evidence: the facts (month closes, grades, lists...) the rule read;
+* ``GET /decisions/{decision_id}`` — one decision, with its evidence;
+* ``GET /counties/{county}/pools/{pool}`` — a promotion pool (四个一批), active entries by
+  default.
+
+Command (``org_admin`` of the cadre's county): ``POST /decisions/{decision_id}/dismiss``
+with a reason. Executing a decision is dispatch's recall citing it
+(``POST .../assignments/{id}/recall`` with ``decision_id``), which the projection sees.
+
+Who reaches which county's cadres, and every refusal, is the use cases' (the composition
+root answers their ``RuleViolation`` as problems).
 """
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
-from typing import Annotated, Literal
+from collections.abc import Callable
+from datetime import date
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from zhucun.projections.audit import (
-    AuditTrailReader,
-    FileEntry,
-    InvalidCursor,
-    end_of_day,
-    export_csv,
-    export_json,
+from zhucun.projections.application import (
+    DismissalAccepted,
+    ExportFormat,
+    FileQuery,
+    ReadSide,
+)
+from zhucun.projections.audit import FilePage
+from zhucun.projections.decisions.queries import (
+    CadreDecisions,
+    DecisionFilter,
+    DecisionList,
+    EntryFilter,
+    PoolList,
+    PoolName,
+    RecallDecision,
 )
 from zhucun.shared.auth import Principal, Role, require_roles
-from zhucun.shared.problems import ProblemError
-from zhucun.shared.service import ServiceRuntime
+from zhucun.shared.http import command_metadata
 
-CadreId = Annotated[str, Path(min_length=1, max_length=100)]
+
+def _read_side(request: Request) -> ReadSide:
+    """The use cases, wired by the composition root to the running service."""
+    build: Callable[[], ReadSide] = request.app.state.read_side
+    return build()
+
+
+Side = Annotated[ReadSide, Depends(_read_side)]
 Reader = Annotated[Principal, Depends(require_roles(Role.AUDITOR, Role.ORG_ADMIN))]
+Admin = Annotated[Principal, Depends(require_roles(Role.ORG_ADMIN))]
+CadreId = Annotated[str, Path(min_length=1, max_length=100)]
+County = Annotated[str, Path(pattern=r"^\d{6}$", description="County code (GB/T 2260)")]
+DecisionId = Annotated[str, Path(min_length=1, max_length=100)]
 AsOf = Annotated[
     AwareDatetime | date | None,
     Query(
@@ -46,57 +80,25 @@ AsOf = Annotated[
 ]
 Since = Annotated[date | None, Query(description="First day of business time (China)")]
 Until = Annotated[date | None, Query(description="Last day of business time (China)")]
+Limit = Annotated[int, Query(ge=1, le=5000)]
 
-router = APIRouter(tags=["audit trail"])
+files = APIRouter(tags=["audit trail"])
+decisions = APIRouter(tags=["decisions"])
 
+# --- the audit trail -------------------------------------------------------------------------
 
-class FileAnswer(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    items: list[FileEntry]
-    #: Pass as ``cursor`` for the next page; null on the last page.
-    next_cursor: str | None
-
-
-def _reader(request: Request) -> AuditTrailReader:
-    runtime: ServiceRuntime = request.app.state.runtime
-    if runtime.pool is None:
-        raise RuntimeError("the service is not started")
-    return AuditTrailReader(runtime.pool, runtime.settings.postgres.schema_name)
+_MEDIA_TYPES: dict[ExportFormat, str] = {
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+}
 
 
-def _instant(as_of: datetime | date | None) -> datetime | None:
-    if isinstance(as_of, datetime) or as_of is None:
-        return as_of
-    return end_of_day(as_of)
-
-
-async def _open_file(reader: AuditTrailReader, principal: Principal, cadre_id: str) -> None:
-    """404 for a cadre without events; 403 outside the principal's county."""
-    county = principal.jurisdiction.county if principal.role is not Role.SERVICE else None
-    known, in_county = await reader.presence(cadre_id, county)
-    if not known:
-        raise ProblemError(
-            404,
-            "audit/unknown-cadre",
-            "No file for this cadre",
-            f"no event about cadre {cadre_id!r} has reached the audit trail",
-        )
-    if county is not None and not in_county:
-        raise ProblemError(
-            403,
-            "forbidden-jurisdiction",
-            "Outside your jurisdiction",
-            "None of the cadre's events lies in the county of the token's principal.",
-        )
-
-
-@router.get(
+@files.get(
     "/cadres/{cadre_id}/file",
     summary="A cadre's file (一人一档): every event about them, filtered and paginated",
 )
 async def read_cadre_file(
-    request: Request,
+    side: Side,
     cadre_id: CadreId,
     principal: Reader,
     since: Since = None,
@@ -107,29 +109,12 @@ async def read_cadre_file(
     as_of: AsOf = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> FileAnswer:
-    if since is not None and until is not None and until < since:
-        raise ProblemError(
-            422, "audit/invalid-period", "Invalid period", "'until' is before 'since'"
-        )
-    reader = _reader(request)
-    await _open_file(reader, principal, cadre_id)
-    try:
-        page = await reader.cadre_file(
-            cadre_id,
-            since=since,
-            until=until,
-            types=types,
-            as_of=_instant(as_of),
-            limit=limit,
-            after=cursor,
-        )
-    except InvalidCursor as error:
-        raise ProblemError(422, "audit/invalid-cursor", "Invalid cursor", str(error)) from error
-    return FileAnswer(items=page.items, next_cursor=page.next_cursor)
+) -> FilePage:
+    query = FileQuery(since, until, types, as_of, limit, cursor)
+    return await side.files.read(principal, cadre_id, query)
 
 
-@router.get(
+@files.get(
     "/cadres/{cadre_id}/file/export",
     summary="Export a cadre's whole file as JSON or CSV (streamed)",
     response_class=StreamingResponse,
@@ -141,22 +126,88 @@ async def read_cadre_file(
     },
 )
 async def export_cadre_file(
-    request: Request,
+    side: Side,
     cadre_id: CadreId,
     principal: Reader,
-    output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    output: Annotated[ExportFormat, Query(alias="format")] = "json",
     as_of: AsOf = None,
 ) -> StreamingResponse:
-    reader = _reader(request)
-    await _open_file(reader, principal, cadre_id)
-    rows = reader.export_rows(cadre_id, _instant(as_of))
-    name = "file-" + re.sub(r"[^A-Za-z0-9._-]", "_", cadre_id)
-    if output == "csv":
-        body, media_type = export_csv(rows), "text/csv; charset=utf-8"
-    else:
-        body, media_type = export_json(rows), "application/json"
+    export = await side.files.export(principal, cadre_id, output, as_of)
     return StreamingResponse(
-        body,
-        media_type=media_type,
-        headers={"Content-Disposition": f'attachment; filename="{name}.{output}"'},
+        export.chunks,
+        media_type=_MEDIA_TYPES[export.format],
+        headers={"Content-Disposition": f'attachment; filename="{export.filename}"'},
     )
+
+
+# --- recall decisions and pools --------------------------------------------------------------
+
+
+class Dismissal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=5_000, description="Why, for the record")
+
+
+@decisions.get(
+    "/counties/{county}/decisions",
+    summary="A county's recall decisions (召回), open ones by default",
+)
+async def county_decisions(
+    side: Side,
+    county: County,
+    principal: Reader,
+    status: Annotated[
+        DecisionFilter,
+        Query(description="recommended (open, the default), executed, dismissed or all"),
+    ] = "recommended",
+    limit: Limit = 500,
+) -> DecisionList:
+    return await side.decisions.county_decisions(principal, county, status, limit)
+
+
+@decisions.get(
+    "/cadres/{cadre_id}/decisions",
+    summary="A cadre's recall decisions and pool entries, with their evidence",
+)
+async def cadre_decisions(side: Side, cadre_id: CadreId, principal: Reader) -> CadreDecisions:
+    return await side.decisions.cadre(principal, cadre_id)
+
+
+@decisions.get("/decisions/{decision_id}", summary="One recall decision, with its evidence")
+async def read_decision(side: Side, decision_id: DecisionId, principal: Reader) -> RecallDecision:
+    return await side.decisions.decision(principal, decision_id)
+
+
+@decisions.get(
+    "/counties/{county}/pools/{pool_name}",
+    summary="A promotion pool of a county (四个一批), active entries by default",
+)
+async def county_pool(
+    side: Side,
+    county: County,
+    pool_name: PoolName,
+    principal: Reader,
+    status: Annotated[
+        EntryFilter, Query(description="active (the default), withdrawn, barred or all")
+    ] = "active",
+    limit: Limit = 500,
+) -> PoolList:
+    return await side.decisions.pool(principal, county, pool_name, status, limit)
+
+
+@decisions.post(
+    "/decisions/{decision_id}/dismiss",
+    summary="Dismiss an open recall decision after review, with a reason",
+)
+async def dismiss_decision(
+    side: Side, decision_id: DecisionId, body: Dismissal, principal: Admin
+) -> DismissalAccepted:
+    return await side.dismiss(principal, decision_id, body.reason, command_metadata(principal))
+
+
+router = APIRouter()
+router.include_router(files)
+router.include_router(decisions)
+
+__all__ = ["router"]

@@ -5,7 +5,7 @@ with the command, chosen by the client, so a retried command decides the same ev
 repeat is recognised. Dates and "today" come with the command: the decider never reads a
 clock. What the decider needs to know about the cadre's assignments and the village (its
 geofence, its households) comes from the service's replica of ``dispatch.events.v1`` as
-``Post`` values, looked up by the HTTP edge.
+``Post`` values, looked up by the application layer (``zhucun.attendance.application``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,10 @@ class Post(BaseModel):
 
     def covers(self, day: date) -> bool:
         return self.term_start <= day and (self.ended_on is None or day <= self.ended_on)
+
+    def overlaps(self, first: date, last: date) -> bool:
+        """It covers some day of ``first..last``."""
+        return self.term_start <= last and (self.ended_on is None or first <= self.ended_on)
 
 
 class Coordinates(BaseModel):

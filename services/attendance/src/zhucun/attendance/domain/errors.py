@@ -1,14 +1,11 @@
 """Typed refusals of the attendance decider.
 
-Each error has a stable ``code`` slug (the HTTP edge turns it into a problem ``type``), a
-``kind`` saying how the edge answers, and a ``message`` for people:
-
-* ``invalid`` -> 422: the command can never succeed as it is;
-* ``not_found`` -> 404: it names something that does not exist;
-* ``conflict`` -> 409: the state of the streams (or the calendar) forbids it now;
-* ``forbidden`` -> 403: the caller may not do this;
-* ``retryable`` -> 409 with Retry-After: the facts the decider was given may be stale (the
-  replica of dispatch lags behind dispatch), so the same command may succeed shortly.
+Each error is a :class:`~zhucun.shared.rules.RuleViolation`: a stable ``code`` slug (the
+HTTP edge turns it into the problem ``type`` ``attendance/<code-with-dashes>``), a ``kind``
+saying how the edge answers (``zhucun.shared.rules`` maps it to a status, once), a
+``message`` for people, and the rule's figures as attributes (the problem's members).
+``retryable`` refusals say that the facts the decider was given may be stale (the replica of
+dispatch lags behind dispatch), so the same command may succeed shortly.
 
 Refusals never decide anything: a refused command leaves every stream as it was.
 """
@@ -16,22 +13,17 @@ Refusals never decide anything: a refused command leaves every stream as it was.
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from zhucun.contracts.attendance.events import ApprovalLevel
+from zhucun.shared.rules import RuleKind, RuleViolation
 
-ErrorKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
 
-
-class AttendanceRuleViolation(Exception):
+class AttendanceRuleViolation(RuleViolation):
     """A command breaks an attendance rule; nothing was decided."""
 
     code: ClassVar[str] = "attendance_rule_violation"
-    kind: ClassVar[ErrorKind] = "invalid"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    kind: ClassVar[RuleKind] = "invalid"
 
 
 class DuplicateId(AttendanceRuleViolation):
@@ -122,7 +114,9 @@ class LeaveNotPending(AttendanceRuleViolation):
             f"leave {leave_id!r} is {status}{': ' + detail if detail else ', not pending'}"
         )
         self.leave_id = leave_id
-        self.status = status
+        # Not ``status``: the figures become members of the problem document, whose
+        # ``status`` is the HTTP status.
+        self.leave_status = status
 
 
 class ApprovalBeyondLevel(AttendanceRuleViolation):

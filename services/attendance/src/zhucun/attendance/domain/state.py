@@ -13,12 +13,10 @@ ignores event types that do not belong to its stream.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
-from types import MappingProxyType
-from typing import TypeVar
 
 from zhucun.attendance.domain.days import each_day, month_bounds
 from zhucun.contracts.attendance.events import (
@@ -38,18 +36,7 @@ from zhucun.contracts.attendance.events import (
     TravelFlag,
 )
 from zhucun.shared.events import DomainEvent
-
-K = TypeVar("K")
-V = TypeVar("V")
-S = TypeVar("S")
-
-
-def _frozen(entries: Mapping[K, V] | None = None) -> Mapping[K, V]:
-    return MappingProxyType(dict(entries or {}))
-
-
-def _with(entries: Mapping[K, V], key: K, value: V) -> Mapping[K, V]:
-    return MappingProxyType({**entries, key: value})
+from zhucun.shared.state import fold, frozen, with_entry
 
 
 def text_digest(text: str) -> str:
@@ -106,11 +93,11 @@ class MonthState:
     cadre_id: str
     month: str
     #: By id, in the order they were recorded.
-    check_ins: Mapping[str, CheckInRecord] = field(default_factory=_frozen)
-    confirmations: Mapping[str, Confirmation] = field(default_factory=_frozen)
+    check_ins: Mapping[str, CheckInRecord] = field(default_factory=frozen)
+    confirmations: Mapping[str, Confirmation] = field(default_factory=frozen)
     #: Days the township confirmed (any confirmation).
     confirmed_days: frozenset[date] = frozenset()
-    spot_checks: Mapping[str, SpotCheck] = field(default_factory=_frozen)
+    spot_checks: Mapping[str, SpotCheck] = field(default_factory=frozen)
     closed: MonthClosed | None = None
 
     @classmethod
@@ -151,7 +138,7 @@ def evolve_month(state: MonthState, event: DomainEvent) -> MonthState:
                 is_presence=event.is_presence,
                 travel_flag=event.travel_flag,
             )
-            return replace(state, check_ins=_with(state.check_ins, event.check_in_id, record))
+            return replace(state, check_ins=with_entry(state.check_ins, event.check_in_id, record))
         case PresenceConfirmed():
             confirmation = Confirmation(
                 confirmation_id=event.confirmation_id,
@@ -161,7 +148,7 @@ def evolve_month(state: MonthState, event: DomainEvent) -> MonthState:
             )
             return replace(
                 state,
-                confirmations=_with(state.confirmations, event.confirmation_id, confirmation),
+                confirmations=with_entry(state.confirmations, event.confirmation_id, confirmation),
                 confirmed_days=state.confirmed_days | frozenset(event.days),
             )
         case SpotCheckRecorded():
@@ -174,7 +161,7 @@ def evolve_month(state: MonthState, event: DomainEvent) -> MonthState:
                 findings=event.findings,
             )
             return replace(
-                state, spot_checks=_with(state.spot_checks, event.spot_check_id, spot_check)
+                state, spot_checks=with_entry(state.spot_checks, event.spot_check_id, spot_check)
             )
         case MonthClosed():
             return replace(state, closed=event)
@@ -235,7 +222,7 @@ class LeaveState:
 
     cadre_id: str
     #: By id, in the order they were requested.
-    leaves: Mapping[str, Leave] = field(default_factory=_frozen)
+    leaves: Mapping[str, Leave] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, cadre_id: str) -> LeaveState:
@@ -281,24 +268,24 @@ def evolve_leave(state: LeaveState, event: DomainEvent) -> LeaveState:
                 approval_level=event.approval_level,
                 policy_version=event.policy_version,
             )
-            return replace(state, leaves=_with(state.leaves, event.leave_id, leave))
+            return replace(state, leaves=with_entry(state.leaves, event.leave_id, leave))
         case LeaveApproved():
             leave = replace(
                 state.leaves[event.leave_id],
                 status=LeaveStatus.APPROVED,
                 approved_at_level=event.approved_at_level,
             )
-            return replace(state, leaves=_with(state.leaves, event.leave_id, leave))
+            return replace(state, leaves=with_entry(state.leaves, event.leave_id, leave))
         case LeaveRejected():
             leave = replace(
                 state.leaves[event.leave_id], status=LeaveStatus.REJECTED, reason=event.reason
             )
-            return replace(state, leaves=_with(state.leaves, event.leave_id, leave))
+            return replace(state, leaves=with_entry(state.leaves, event.leave_id, leave))
         case LeaveCancelled():
             leave = replace(
                 state.leaves[event.leave_id], status=LeaveStatus.CANCELLED, reason=event.reason
             )
-            return replace(state, leaves=_with(state.leaves, event.leave_id, leave))
+            return replace(state, leaves=with_entry(state.leaves, event.leave_id, leave))
     return state
 
 
@@ -330,10 +317,10 @@ class WorkState:
     """One cadre's work diary and household visits."""
 
     cadre_id: str
-    diary: Mapping[str, DiaryEntry] = field(default_factory=_frozen)
-    visits: Mapping[str, Visit] = field(default_factory=_frozen)
+    diary: Mapping[str, DiaryEntry] = field(default_factory=frozen)
+    visits: Mapping[str, Visit] = field(default_factory=frozen)
     #: assignment id -> household id -> the day of its first visit in that assignment.
-    households_visited: Mapping[str, Mapping[str, date]] = field(default_factory=_frozen)
+    households_visited: Mapping[str, Mapping[str, date]] = field(default_factory=frozen)
 
     @classmethod
     def empty(cls, cadre_id: str) -> WorkState:
@@ -351,7 +338,7 @@ def evolve_work(state: WorkState, event: DomainEvent) -> WorkState:
                 day=event.day,
                 text_digest=text_digest(event.text),
             )
-            return replace(state, diary=_with(state.diary, event.entry_id, entry))
+            return replace(state, diary=with_entry(state.diary, event.entry_id, entry))
         case HouseholdVisited():
             visit = Visit(
                 visit_id=event.visit_id,
@@ -362,14 +349,16 @@ def evolve_work(state: WorkState, event: DomainEvent) -> WorkState:
                 note=event.note,
             )
             # Visits arrive out of order (offline phones): the first visit is the earliest.
-            households = state.households_visited.get(event.assignment_id, _frozen())
+            households = state.households_visited.get(event.assignment_id, frozen())
             known = households.get(event.household_id)
             if known is None or event.visited_on < known:
-                households = _with(households, event.household_id, event.visited_on)
+                households = with_entry(households, event.household_id, event.visited_on)
             return replace(
                 state,
-                visits=_with(state.visits, event.visit_id, visit),
-                households_visited=_with(state.households_visited, event.assignment_id, households),
+                visits=with_entry(state.visits, event.visit_id, visit),
+                households_visited=with_entry(
+                    state.households_visited, event.assignment_id, households
+                ),
             )
     return state
 
@@ -377,19 +366,13 @@ def evolve_work(state: WorkState, event: DomainEvent) -> WorkState:
 # --- folding --------------------------------------------------------------------------------
 
 
-def _fold(evolve: Callable[[S, DomainEvent], S], state: S, events: Iterable[DomainEvent]) -> S:
-    for event in events:
-        state = evolve(state, event)
-    return state
-
-
 def fold_month(state: MonthState, events: Iterable[DomainEvent]) -> MonthState:
-    return _fold(evolve_month, state, events)
+    return fold(evolve_month, state, events)
 
 
 def fold_leave(state: LeaveState, events: Iterable[DomainEvent]) -> LeaveState:
-    return _fold(evolve_leave, state, events)
+    return fold(evolve_leave, state, events)
 
 
 def fold_work(state: WorkState, events: Iterable[DomainEvent]) -> WorkState:
-    return _fold(evolve_work, state, events)
+    return fold(evolve_work, state, events)

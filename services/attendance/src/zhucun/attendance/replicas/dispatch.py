@@ -1,14 +1,14 @@
-"""A replica of dispatch for the services that need its facts: villages (geofence, township,
-households) and assignments, built from ``dispatch.events.v1``.
+"""Attendance's replica of dispatch: villages (geofence, township, households) and
+assignments, built from ``dispatch.events.v1`` into the tables ``replica_villages`` and
+``replica_assignments`` of the service's schema (queried by ``replicas.posts``).
 
-Other services never read dispatch's database. Each keeps this replica in its own database,
+Attendance never reads dispatch's database. It keeps this replica in its own database,
 consumed through the shared projection runtime, which stores the Kafka offsets in the same
 transaction as these tables: the replica is exactly as current as its offsets say and
-survives restarts. It ships with the contract it reads, so every consumer reads it the same
-way.
+survives restarts.
 
-The replica is eventually consistent: a cadre assigned a moment ago may not be here yet.
-Consumers therefore answer "no assignment" with a retryable problem, not a final refusal.
+The replica is eventually consistent: a cadre assigned a moment ago may not be here yet, so
+the application answers "no assignment" with a retryable refusal, not a final one.
 """
 
 from __future__ import annotations
@@ -39,29 +39,6 @@ class _Village:
     longitude: float
     radius_m: int
     households: int
-
-
-@dataclass(frozen=True, slots=True)
-class AssignmentRow:
-    """An assignment with its village, as the replica knows them. ``township`` and the
-    geofence are None while the village's own event has not arrived (another partition)."""
-
-    assignment_id: str
-    cadre_id: str
-    team_id: str
-    village_id: str
-    county: str
-    term_start: date
-    term_end: date
-    ended_on: date | None
-    township: str | None
-    latitude: float | None
-    longitude: float | None
-    radius_m: int | None
-    households: int | None
-
-    def covers(self, day: date) -> bool:
-        return self.term_start <= day and (self.ended_on is None or day <= self.ended_on)
 
 
 class DispatchReplica:
@@ -193,80 +170,3 @@ class DispatchReplica:
             [v.radius_m for v in rows],
             [v.households for v in rows],
         )
-
-
-class DispatchFacts:
-    """Queries of the replica."""
-
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
-        self.pool = pool
-        self.assignments = f'"{schema}".replica_assignments'
-        self.villages = f'"{schema}".replica_villages'
-
-    def _select(self, where: str) -> str:
-        return f"""
-            SELECT a.assignment_id, a.cadre_id, a.team_id, a.village_id, a.county,
-                   a.term_start, a.term_end, a.ended_on, v.township, v.latitude, v.longitude,
-                   v.radius_m, v.households
-            FROM {self.assignments} AS a
-            LEFT JOIN {self.villages} AS v USING (village_id)
-            WHERE {where}
-            ORDER BY a.term_start, a.assignment_id
-        """
-
-    async def assignment_on(self, cadre_id: str, day: date) -> AssignmentRow | None:
-        """The cadre's assignment covering ``day`` (the latest, should two overlap)."""
-        rows = await self.pool.fetch(
-            self._select(
-                "a.cadre_id = $1 AND a.term_start <= $2"
-                " AND (a.ended_on IS NULL OR $2 <= a.ended_on)"
-            ),
-            cadre_id,
-            day,
-        )
-        return AssignmentRow(**dict(rows[-1])) if rows else None
-
-    async def assignments_of(self, cadre_id: str) -> list[AssignmentRow]:
-        rows = await self.pool.fetch(self._select("a.cadre_id = $1"), cadre_id)
-        return [AssignmentRow(**dict(row)) for row in rows]
-
-    async def assignments_between(
-        self, cadre_id: str, first: date, last: date
-    ) -> list[AssignmentRow]:
-        """The cadre's assignments overlapping ``first..last``."""
-        rows = await self.pool.fetch(
-            self._select(
-                "a.cadre_id = $1 AND a.term_start <= $3"
-                " AND (a.ended_on IS NULL OR $2 <= a.ended_on)"
-            ),
-            cadre_id,
-            first,
-            last,
-        )
-        return [AssignmentRow(**dict(row)) for row in rows]
-
-    async def team_assignments(self, team_id: str) -> list[AssignmentRow]:
-        """Every assignment to the team (its village, county and township with them)."""
-        rows = await self.pool.fetch(self._select("a.team_id = $1"), team_id)
-        return [AssignmentRow(**dict(row)) for row in rows]
-
-    async def cadres_between(
-        self, county: str, first: date, last: date, township: str | None = None
-    ) -> list[str]:
-        """Cadres of the county (or one of its townships) on post on some day of
-        ``first..last``."""
-        rows = await self.pool.fetch(
-            f"""
-            SELECT DISTINCT a.cadre_id FROM {self.assignments} AS a
-            LEFT JOIN {self.villages} AS v USING (village_id)
-            WHERE a.county = $1 AND a.term_start <= $3
-              AND (a.ended_on IS NULL OR $2 <= a.ended_on)
-              AND ($4::text IS NULL OR v.township = $4)
-            ORDER BY a.cadre_id
-            """,
-            county,
-            first,
-            last,
-            township,
-        )
-        return [row["cadre_id"] for row in rows]

@@ -3,7 +3,8 @@
 The ``decisions`` projection appends ``RecallRecommended`` and ``RecallExecuted`` itself
 (they follow from facts); people only dismiss. :func:`decide_dismissal` is the one command:
 an org_admin of the cadre's county reviews an open decision and dismisses it with a reason.
-Pure: no I/O, no clock (the edge passes the day).
+Pure: no I/O, no clock (the use case passes the day); refusals are the read side's
+``RuleViolation`` subclasses (``zhucun.projections.errors``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zhucun.contracts.decisions.events import (
     RecallExecuted,
     RecallRecommended,
 )
+from zhucun.projections.errors import AlreadyDismissed, AlreadyExecuted, UnknownDecision
 from zhucun.shared.events import DomainEvent
 
 Status = Literal["unknown", "recommended", "executed", "dismissed"]
@@ -41,30 +43,6 @@ def evolve(state: DecisionState, event: DomainEvent) -> DecisionState:
     return state
 
 
-class DecisionRefused(Exception):
-    """A dismissal that cannot be done; ``code`` is the problem type's slug."""
-
-    code = "refused"
-    status = 409
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UnknownDecision(DecisionRefused):
-    code = "unknown-decision"
-    status = 404
-
-
-class AlreadyExecuted(DecisionRefused):
-    code = "already-executed"
-
-
-class AlreadyDismissed(DecisionRefused):
-    code = "already-dismissed"
-
-
 @dataclass(frozen=True, slots=True)
 class DismissRecall:
     decision_id: str
@@ -76,15 +54,13 @@ def decide_dismissal(command: DismissRecall, state: DecisionState) -> list[Domai
     """Dismiss an open decision. Dismissing it again with the same reason changes nothing
     (a retried request); with another reason it is refused, since the first review stands."""
     if state.status == "unknown" or state.cadre_id is None:
-        raise UnknownDecision(f"no recall decision {command.decision_id}")
+        raise UnknownDecision(command.decision_id)
     if state.status == "executed":
-        raise AlreadyExecuted(
-            f"recall decision {command.decision_id} was executed: the cadre has been recalled"
-        )
+        raise AlreadyExecuted(command.decision_id)
     if state.status == "dismissed":
         if state.dismissal_reason == command.reason:
             return []
-        raise AlreadyDismissed(f"recall decision {command.decision_id} is already dismissed")
+        raise AlreadyDismissed(command.decision_id)
     return [
         RecallDismissed(
             decision_id=command.decision_id,

@@ -29,15 +29,10 @@ from typing import Any, cast
 import asyncpg
 import structlog
 
-from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
 from zhucun.contracts.assessment import events as assessment
-from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.contracts.attendance import events as attendance
-from zhucun.contracts.decisions import TOPIC as DECISIONS_TOPIC
 from zhucun.contracts.decisions import events as decisions
-from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
 from zhucun.contracts.dispatch import events as dispatch
-from zhucun.projections.audit import UnionRegistry
 from zhucun.projections.decisions.rules import (
     Decision,
     Fact,
@@ -48,6 +43,7 @@ from zhucun.projections.decisions.rules import (
     period_end,
     quarter_end,
 )
+from zhucun.projections.sources import TOPICS, union_registry
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import EventRegistry
 from zhucun.shared.policy import PolicyBook, PolicyPack
@@ -57,7 +53,6 @@ from zhucun.shared.store import ANY_VERSION, PostgresEventStore, StreamWrite
 
 log = structlog.get_logger(__name__)
 
-TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
 #: Who appends the decisions the projection derives (``ce_actor``).
 ACTOR = "projections:decisions"
 _FACT_COLUMNS = (
@@ -77,12 +72,6 @@ _FACT_COLUMNS = (
     "start_day",
     "note",
 )
-
-
-def decisions_registry() -> UnionRegistry:
-    return UnionRegistry(
-        dispatch.registry, attendance.registry, assessment.registry, decisions.registry
-    )
 
 
 def facts_of(delivery: Delivery) -> list[tuple[Fact, str]]:
@@ -249,7 +238,7 @@ class DecisionsProjection:
     ) -> None:
         self.schema = schema
         self.store_schema = store_schema
-        self.registry: EventRegistry = decisions_registry()
+        self.registry: EventRegistry = union_registry()
         self.packs = Packs(PolicyBook.load(policies_dir), override=override)
         self.facts = f'"{schema}".decision_facts'
         self.cadres = f'"{schema}".decision_cadres'

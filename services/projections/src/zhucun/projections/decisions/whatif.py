@@ -20,7 +20,7 @@ import asyncpg
 
 from zhucun.projections.decisions.projection import DecisionsProjection
 from zhucun.shared.policy import PolicyPack
-from zhucun.shared.replay import ProgressChoice, drop_schema, rebuild_as_of
+from zhucun.shared.replay import Progress, drop_schema, rebuild_as_of
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR, KafkaSettings
 
 
@@ -157,7 +157,7 @@ async def what_if(
     live_schema: str = "decisions",
     policies_dir: Path = DEFAULT_POLICIES_DIR,
     keep: bool = False,
-    progress: ProgressChoice = True,
+    progress: Progress | None = None,
 ) -> WhatIfReport:
     """Replay every decision-relevant topic under ``pack`` into a scratch schema and compare
     it with ``live_schema``."""
