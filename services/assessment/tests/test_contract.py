@@ -23,7 +23,7 @@ def test_every_event_type_is_in_the_document() -> None:
     messages = document()["components"]["messages"]
     assert set(messages) == {cls.event_type for cls in registry.classes()}
     assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
-    # Keyed per DESIGN.md: the cadre, else the village, else (rounds, lists) the county.
+    # Keyed as docs/adr/0006 says: the cadre, else the village, else (rounds, lists) the county.
     assert {cls.key_field for cls in registry.classes()} == {"cadre_id", "village_id", "county"}
 
 

@@ -1,4 +1,5 @@
-"""The published contract: every dispatch event is documented, named and keyed as DESIGN.md says."""
+"""The published contract: every dispatch event is documented, named and keyed as
+docs/adr/0006 and 0014 say."""
 
 from __future__ import annotations
 

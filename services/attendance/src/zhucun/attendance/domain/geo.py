@@ -1,5 +1,6 @@
 """The geofence check: a location is evidence, compared with the village's circle and then
-discarded. Only inside/outside and the distance rounded to 10 m are kept (DOMAIN.md, 管)."""
+discarded. Only inside/outside and the distance rounded to 10 m are kept
+(docs/domain.md#attendance-geofence)."""
 
 from __future__ import annotations
 
