@@ -33,7 +33,15 @@ lint:
 	uv lock --check
 	uv run ruff check .
 	uv run ruff format --check .
+	@# mypy --strict (pyproject.toml): the product and the dev tooling, then the tests and benches.
+	@# A file's module name is its path from the nearest base: a mypy_path entry (the src
+	@# folders; tests, devtools/tests and shared/tests, whose helpers are imported by name),
+	@# else the repository root (explicit_package_bases). So the many conftest.py and
+	@# test_contract.py do not collide (services/dispatch/tests/test_contract.py is
+	@# services.dispatch.tests.test_contract); two test modules of one name directly in tests/,
+	@# shared/tests or devtools/tests would ("Duplicate module named"): rename one.
 	uv run mypy shared/src contracts/*/src src services/*/src devtools/src
+	uv run mypy shared/tests contracts services/*/tests tests devtools/tests bench conftest.py
 
 # Rewrites the code in the project's format and applies ruff's safe fixes.
 fmt:

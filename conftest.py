@@ -19,10 +19,11 @@ import shutil
 import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from zhucun.infra import ExternalPostgres, KafkaServer, PostgresLike, PostgresServer
@@ -161,3 +162,15 @@ def make_database(postgres_server: PostgresLike) -> Iterator[Callable[[], str]]:
 def fresh_database(make_database: Callable[[], str]) -> str:
     """The DSN of a new, empty database of its own, dropped after the test."""
     return make_database()
+
+
+@pytest.fixture
+async def fresh_pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool to a new, empty database of its own (``fresh_database``)."""
+    from zhucun.shared.store import create_pool
+
+    pool = await create_pool(fresh_database)
+    try:
+        yield pool
+    finally:
+        await pool.close()

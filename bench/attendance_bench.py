@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -390,13 +391,14 @@ def main() -> None:
     dsn = os.environ.get("ZHUCUN_TEST_POSTGRES_DSN")
     bootstrap = os.environ.get("ZHUCUN_TEST_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="zhucun-bench-") as tmp:
-        servers: list[Any] = []
+        #: How to stop the servers this run started, in the order they started.
+        stops: list[Callable[[], None]] = []
         if not dsn:
             from zhucun.infra.postgres import PostgresServer
 
             pg = PostgresServer(Path(tmp) / "pg")
             pg.start()
-            servers.append(pg)
+            stops.append(pg.stop)
             pg.create_database("attendance_bench")
             dsn = pg.dsn("attendance_bench")
         if not bootstrap:
@@ -404,13 +406,13 @@ def main() -> None:
 
             kafka = KafkaServer(Path(tmp) / "kafka")
             kafka.start()
-            servers.append(kafka)
+            stops.append(kafka.stop)
             bootstrap = kafka.bootstrap_servers
         try:
             figures = asyncio.run(bench(args, dsn, bootstrap))
         finally:
-            for server in reversed(servers):
-                server.stop()
+            for stop in reversed(stops):
+                stop()
 
     args.out.mkdir(parents=True, exist_ok=True)
     result = {

@@ -47,7 +47,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ from zhucun.shared.envelope import RecordedEvent, to_kafka
 from zhucun.shared.events import GENESIS_HASH
 from zhucun.shared.kafka import ensure_topics, event_topic
 from zhucun.shared.projection import Delivery, ProjectionRunner
-from zhucun.shared.replay import digest, model_tables, rebuild
+from zhucun.shared.replay import Tuning, digest, model_tables, rebuild
 from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import create_pool
 
@@ -322,10 +322,9 @@ async def run_rebuild(
             kafka,
             live_schema="ledger",
             progress=progress,
-            batch_size=batch,
+            tuning=Tuning(batch_size=batch, check_crcs=check_crcs),
             workers=workers,
             dsn=dsn,
-            check_crcs=check_crcs,
         )
     profile_text = None
     if profiler is not None:
@@ -543,14 +542,15 @@ def main() -> None:
     dsn = os.environ.get("ZHUCUN_TEST_POSTGRES_DSN")
     bootstrap = os.environ.get("ZHUCUN_TEST_KAFKA_BOOTSTRAP")
     with tempfile.TemporaryDirectory(prefix="zhucun-bench-") as tmp:
-        servers: list[Any] = []
+        #: How to stop the servers this run started, in the order they started.
+        stops: list[Callable[[], None]] = []
         kafka_pid: int | None = None
         if not dsn:
             from zhucun.infra.postgres import PostgresServer
 
             pg = PostgresServer(Path(tmp) / "pg")
             pg.start()
-            servers.append(pg)
+            stops.append(pg.stop)
             pg.create_database("projection_bench")
             dsn = pg.dsn("projection_bench")
         if not bootstrap:
@@ -558,14 +558,14 @@ def main() -> None:
 
             kafka = KafkaServer(Path(tmp) / "kafka", heap="1g")
             kafka.start()
-            servers.append(kafka)
+            stops.append(kafka.stop)
             bootstrap = kafka.bootstrap_servers
             kafka_pid = kafka.pid
         try:
             outcome = asyncio.run(bench(args, dsn, bootstrap, kafka_pid))
         finally:
-            for server in reversed(servers):
-                server.stop()
+            for stop in reversed(stops):
+                stop()
 
     args.out.mkdir(parents=True, exist_ok=True)
     result = {

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 from typer.testing import CliRunner
 
 from zhucun.cli.main import app
 from zhucun.shared.envelope import EventMetadata, NewEvent
-from zhucun.shared.events import DomainEvent
+from zhucun.shared.events import DomainEvent, EventRegistry
+from zhucun.shared.projection import Delivery
 from zhucun.shared.store import NO_STREAM, PostgresEventStore, create_pool
 
 pytestmark = pytest.mark.integration
@@ -112,19 +114,23 @@ def test_verify_refuses_a_malformed_store_option() -> None:
 class NoProjection:
     """The smallest projection: the runtime's tables and nothing of its own."""
 
-    name = "status-probe"
-    topics = ("dispatch.events.v1",)
+    name: str = "status-probe"
+    topics: Sequence[str] = ("dispatch.events.v1",)
 
     def __init__(self) -> None:
-        from zhucun.shared.events import EventRegistry
-
         self.registry = EventRegistry()
 
     async def migrate(self, conn: asyncpg.Connection) -> None:
         return None
 
-    async def apply(self, conn: asyncpg.Connection, deliveries: object) -> None:
+    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         return None
+
+
+def as_connection(conn: PoolConnectionProxy[asyncpg.Record]) -> asyncpg.Connection:
+    """A pooled connection as a projection takes it: the proxy forwards every method to its
+    connection, which the stubs cannot say (the runtime casts the same way)."""
+    return cast(asyncpg.Connection, conn)
 
 
 async def status_fixture(projections_dsn: str, store_dsn: str, bootstrap: str, topic: str) -> None:
@@ -242,7 +248,6 @@ async def one_file(dsn: str) -> list[str]:
     from zhucun.contracts.dispatch.events import AssignmentKind, CadreAssigned, Role
     from zhucun.projections.audit import AuditTrail
     from zhucun.shared.envelope import RecordedEvent
-    from zhucun.shared.projection import Delivery
 
     trail = AuditTrail("public")
     deliveries = []
@@ -263,8 +268,8 @@ async def one_file(dsn: str) -> list[str]:
     pool = await create_pool(dsn)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            await trail.migrate(conn)
-            await trail.apply(conn, deliveries)
+            await trail.migrate(as_connection(conn))
+            await trail.apply(as_connection(conn), deliveries)
     finally:
         await pool.close()
     return [str(d.event.event_id) for d in deliveries]

@@ -12,6 +12,7 @@ from importlib import import_module
 from typing import Any, ClassVar
 
 import pytest
+from anyio.from_thread import BlockingPortal
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from served import VILLAGE
@@ -82,6 +83,12 @@ def test_service_starts_and_is_ready(name: str, kafka_bootstrap: str, fresh_data
         assert client.get("/metrics").status_code == 200
 
 
+def portal(client: TestClient) -> BlockingPortal:
+    """The event loop of the app under test: TestClient opens it in ``with``."""
+    assert client.portal is not None, "outside `with TestClient(app)`"
+    return client.portal
+
+
 def wait_for_kafka(client: TestClient, seconds: float = 30) -> dict[str, Any]:
     """The readiness body once the service reports Kafka connected (it starts without)."""
     deadline = time.monotonic() + seconds
@@ -108,12 +115,12 @@ def test_service_publishes_what_it_stores(
         append = partial(
             runtime.event_store().append, f"probe-{name}", [event], expected_version=NO_STREAM
         )
-        client.portal.call(append)
+        portal(client).call(append)
         assert runtime.relay is not None
         deadline = time.monotonic() + 20
-        while client.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
+        while portal(client).call(runtime.relay.lag) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert client.portal.call(runtime.relay.lag) == 0
+        assert portal(client).call(runtime.relay.lag) == 0
         metrics = client.get("/metrics").text
         assert 'zhucun_relay_published_events_total{relay="relay"} 1.0' in metrics
 
@@ -142,7 +149,7 @@ def test_readiness_reports_a_stalled_relay_and_the_event_it_is_stuck_on(
             metadata=EventMetadata(occurred_at=datetime.now(UTC)),
         )
         append = partial(runtime.event_store().append, "big-1", [event], expected_version=NO_STREAM)
-        (stored,) = client.portal.call(append).events
+        (stored,) = portal(client).call(append).events
         deadline = time.monotonic() + 30
         while True:
             ready = client.get("/health/ready")
@@ -199,9 +206,9 @@ def test_a_service_starts_without_kafka_takes_commands_and_publishes_when_it_com
         runtime: ServiceRuntime = app.state.runtime
         assert runtime.relay is not None
         deadline = time.monotonic() + 30
-        while client.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
+        while portal(client).call(runtime.relay.lag) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert client.portal.call(runtime.relay.lag) == 0
+        assert portal(client).call(runtime.relay.lag) == 0
     published = asyncio.run(read_topic(bootstrap, "dispatch.events.v1"))
     mine = [p.event for p in published if p.event.data.get("village_id") == village_id]
     assert [e.event_type for e in mine] == ["dispatch.VillageRegistered"]

@@ -186,7 +186,7 @@ async def test_postgres_ready_runs_select_1() -> None:
 
     pool = FakePool()
 
-    await postgres_ready(pool)()  # type: ignore[arg-type]
+    await postgres_ready(pool)()  # type: ignore[arg-type]  # a fake of asyncpg's Pool
 
     assert pool.queries == ["SELECT 1"]
 

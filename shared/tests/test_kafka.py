@@ -103,6 +103,8 @@ async def test_round_trip_through_kafka_and_dead_letters(
     )
     async def consume(msg: KafkaMessage) -> None:
         record = msg.raw_message
+        # One aiokafka ConsumerRecord per message; a tuple only reaches batch subscribers.
+        assert not isinstance(record, tuple)
         try:
             event, _ = from_kafka(record.headers, record.value)
         except CloudEventError as exc:

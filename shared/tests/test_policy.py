@@ -1,24 +1,34 @@
-"""Policy packs and the policy book: loading, validation, which pack is in force (no I/O
-beyond reading small files)."""
+"""Policy packs and the policy book: the pack format, sections validated by their classes,
+which pack is in force (no I/O beyond reading small files).
+
+The sections' own fields and arithmetic are tested with their services
+(``services/*/tests/test_policy.py``); here a test-only section stands in for them."""
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from pathlib import Path
+from typing import Self
 
 import pytest
+from pydantic import Field, model_validator
 
 from zhucun.shared.policy import (
+    SECTION_NAMES,
     DuplicatePolicy,
     NoPolicyInForce,
     PolicyBook,
+    PolicyError,
     PolicyFileError,
     PolicyPack,
+    PolicySection,
+    PolicySectionError,
     PolicySectionMissing,
     jurisdiction_prefix,
     load_pack,
 )
+from zhucun.shared.problems import rule_problem
+from zhucun.shared.rules import RuleViolation
 
 pytestmark = pytest.mark.unit
 
@@ -26,115 +36,167 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 DEFAULT = load_pack(POLICIES / "reference-2021.toml")
 
 
+class Teams(PolicySection):
+    """A test-only section of the ``[dispatch]`` table: two fields and a consistency rule."""
+
+    section = "dispatch"
+
+    smallest: int = Field(ge=1)
+    largest: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.smallest > self.largest:
+            raise ValueError("smallest must not exceed largest")
+        return self
+
+
+TEAMS = {"smallest": 3, "largest": 5}
+
+
 def pack(version: str, jurisdiction: str, effective_from: date, **dispatch: object) -> PolicyPack:
-    rules = DEFAULT.dispatch_rules().model_dump() | dispatch
     return PolicyPack.model_validate(
         {
             "version": version,
             "jurisdiction": jurisdiction,
             "effective_from": effective_from,
-            "dispatch": rules,
+            "dispatch": TEAMS | dispatch,
         }
     )
 
 
-def test_the_default_pack_holds_the_domain_defaults() -> None:
+def write_pack(folder: Path, name: str, body: str, *, year: int = 2025) -> Path:
+    """A pack file for Yunnan (``53``) from 1 January ``year``, version ``test-<year>``."""
+    path = folder / name
+    path.write_text(
+        f'version = "test-{year}"\neffective_from = {year}-01-01\njurisdiction = "53"\n' + body,
+        encoding="utf-8",
+    )
+    return path
+
+
+# --- the format -----------------------------------------------------------------------------
+
+
+def test_the_reference_pack_header() -> None:
     assert DEFAULT.version == "reference-2021"
     assert DEFAULT.effective_from == date(2021, 1, 1)
     assert DEFAULT.jurisdiction == "default"
-    rules = DEFAULT.dispatch_rules()
-    assert (rules.team_size_min, rules.team_size_max) == (3, 5)
-    assert rules.team_size_bounds(199) == (3, 5)
-    assert rules.team_size_bounds(200) == (5, 5)  # Yunnan: 1 + 4
-    assert rules.normal_max_age == 45
-    assert rules.min_term_months == 24
-    assert (rules.township_leader_min_cadres, rules.township_leader_term_months) == (3, 12)
-    assert rules.weak_branch_village_requires_first_secretary is True
+    assert all(getattr(DEFAULT, name) for name in SECTION_NAMES)  # every table, as written
+
+
+def test_the_known_section_names_are_the_packs_tables() -> None:
+    tables = set(PolicyPack.model_fields) - {"version", "effective_from", "jurisdiction"}
+    assert tables - {"description"} == set(SECTION_NAMES)
+
+
+def test_an_unknown_table_fails_when_the_pack_loads(tmp_path: Path) -> None:
+    text = (POLICIES / "reference-2021.toml").read_text(encoding="utf-8")
+    path = tmp_path / "typo.toml"
+    path.write_text(text.replace("[attendance]", "[attendence]"), encoding="utf-8")
+    with pytest.raises(PolicyFileError) as raised:
+        load_pack(path)
+    assert str(path) in str(raised.value)
+    assert "attendence" in str(raised.value)
+    with pytest.raises(PolicyFileError, match=r"typo\.toml"):
+        PolicyBook.load(tmp_path)
+
+
+def test_a_section_class_must_name_a_known_table() -> None:
+    with pytest.raises(TypeError, match="attendence"):
+
+        class Misspelt(PolicySection):
+            section = "attendence"
+
+    with pytest.raises(TypeError, match="must name a pack table"):
+
+        class Unnamed(PolicySection):
+            value: int
+
+
+def test_a_section_is_validated_by_its_class_once() -> None:
+    teams = pack("p", "default", date(2025, 1, 1))
+    rules = teams.rules(Teams)
+    assert (rules.smallest, rules.largest) == (3, 5)
+    assert teams.rules(Teams) is rules  # cached
+    # A copy with another table is validated afresh; the original keeps its own.
+    copied = teams.model_copy(update={"dispatch": {"smallest": 2, "largest": 2}})
+    assert copied.rules(Teams).smallest == 2
+    assert teams.rules(Teams).smallest == 3
+    # The cache is not part of a pack's content.
+    assert teams == pack("p", "default", date(2025, 1, 1))
+    assert hash(teams) == hash(pack("p", "default", date(2025, 1, 1)))
+
+
+@pytest.mark.parametrize(
+    ("table", "field"),
+    [
+        ({"smallest": 3}, "largest"),  # a field missing: sections have no defaults
+        ({"smallest": 3, "largest": 5, "biggest": 6}, "biggest"),  # an unknown key
+        ({"smallest": 0, "largest": 5}, "smallest"),
+        ({"smallest": 6, "largest": 5}, "smallest must not exceed largest"),
+    ],
+)
+def test_an_invalid_section_names_the_pack_the_section_and_the_field(
+    table: dict[str, object], field: str
+) -> None:
+    broken = PolicyPack(version="broken-1", effective_from=date(2025, 1, 1), dispatch=table)
+    with pytest.raises(PolicySectionError) as raised:
+        broken.rules(Teams)
+    message = str(raised.value)
+    assert "broken-1" in message
+    assert "[dispatch]" in message
+    assert field in message
+    assert isinstance(raised.value, PolicyFileError)
+
+
+def test_packs_are_frozen_and_sections_optional() -> None:
+    bare = PolicyPack(version="attendance-only", effective_from=date(2025, 1, 1))
+    with pytest.raises(PolicySectionMissing, match=r"attendance-only has no \[dispatch\]"):
+        bare.rules(Teams)
+    bare.check([Teams])  # a missing section is not an error when the pack loads
+    with pytest.raises(ValueError, match="frozen"):
+        DEFAULT.version = "other"  # type: ignore[misc]
+
+
+# --- the book -------------------------------------------------------------------------------
 
 
 def test_the_policies_folder_loads_as_a_book() -> None:
     book = PolicyBook.load(POLICIES)
+    assert len(book) == 2
     assert book.in_force("530102", date(2021, 1, 1)).version == "reference-2021"
     assert book.version("reference-2021") == DEFAULT
+    assert book.in_force("513427", date(2025, 3, 1)).version == "liangshan-2025"
+    assert book.in_force("513427", date(2024, 12, 31)).version == "reference-2021"
     with pytest.raises(NoPolicyInForce):
         book.in_force("530102", date(2020, 12, 31))
+    with pytest.raises(NoPolicyInForce, match="unknown policy version"):
+        book.version("nope")
 
 
-def test_the_reference_pack_holds_the_recall_and_pool_rules_of_the_domain() -> None:
-    rules = DEFAULT.decision_rules()
-    assert rules.recall_shortfall_consecutive_months == 2
-    assert DEFAULT.attendance_rules().annual_leave_limit_days == 30
-    assert rules.recall_unexcused_absences == 3
-    assert rules.recall_annual_grades == ("incompetent",)
-    assert rules.recall_quarterly_grades == ("poor",)
-    assert rules.recall_average_consecutive_quarters == 2
-    assert rules.recall_on_sanction is True
-    assert (rules.recall_ban_years, rules.recall_barred_pools) == (3, ("reserve", "promote"))
-    assert rules.publicise_red_lists_in_term == 2
-    assert rules.publicise_villager_satisfaction_min == 95
-    assert rules.annual_below("basically_competent", "competent")
-    assert not rules.annual_below("excellent", "competent")
-
-
-def test_a_second_jurisdiction_differs_from_the_reference_pack() -> None:
-    """Liangshan (5134) counts 200 days a year and lets the township approve 5 days."""
-    book = PolicyBook.load(POLICIES)
-    liangshan = book.in_force("513427", date(2025, 3, 1))
-    assert liangshan.version == "liangshan-2025"
-    assert (
-        liangshan.attendance_rules().minimum_days,
-        liangshan.attendance_rules().minimum_period,
-    ) == (
-        200,
-        "year",
-    )
-    assert liangshan.attendance_rules().township_leave_approval_max_days == 5
-    # A January close of a cadre in post all month: ceil(200 x 31 / 365) = 17 days.
-    assert (
-        liangshan.attendance_rules().required_days(
-            31, liangshan.attendance_rules().period_days(2025, 1)
-        )
-        == 17
-    )
-    # Before it takes effect, and elsewhere, the reference pack applies.
-    assert book.in_force("513427", date(2024, 12, 31)).version == "reference-2021"
-    assert book.in_force("530326", date(2025, 3, 1)).version == "reference-2021"
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"recall_annual_grades": ["terrible"]}, "recall_annual_grades"),
-        ({"recall_ban_years": -1}, "recall_ban_years"),
-        ({"recall_barred_pool": ["reserve"]}, "recall_barred_pool"),  # misspelt key
-        ({"recall_barred_pools": ["fame"]}, "recall_barred_pools"),
-    ],
-)
-def test_a_broken_decisions_section_fails_with_the_file_and_the_field(
-    tmp_path: Path, change: dict[str, object], message: str
-) -> None:
-    text = (POLICIES / "reference-2021.toml").read_text()
-    section = DEFAULT.decision_rules().model_dump() | change
-    broken = (
-        text.split("[decisions]")[0]
-        + "[decisions]\n"
-        + "\n".join(f"{key} = {json.dumps(value)}" for key, value in section.items())
-    )
-    path = tmp_path / "broken.toml"
-    path.write_text(broken)
-    with pytest.raises(PolicyFileError) as raised:
-        load_pack(path)
-    assert str(path) in str(raised.value)
-    assert message in str(raised.value)
+def test_the_book_validates_the_sections_it_is_given_when_it_loads(tmp_path: Path) -> None:
+    write_pack(tmp_path, "good.toml", "[dispatch]\nsmallest = 3\nlargest = 5\n")
+    assert len(PolicyBook.load(tmp_path, sections=[Teams])) == 1
+    bad = write_pack(tmp_path, "bad.toml", "[dispatch]\nsmallest = 3\nlargst = 5\n", year=2026)
+    # Without the section class the table is only a table...
+    assert len(PolicyBook.load(tmp_path)) == 2
+    # ...with it, the book refuses to load, naming the file, the section and the field.
+    with pytest.raises(PolicySectionError) as raised:
+        PolicyBook.load(tmp_path, sections=[Teams])
+    message = str(raised.value)
+    assert str(bad) in message
+    assert "[dispatch]" in message
+    assert "largst" in message
 
 
 BOOK = PolicyBook(
     [
         DEFAULT,
-        pack("yn-2023", "530000", date(2023, 5, 1), team_size_max=6),
-        pack("yn-2025", "530000", date(2025, 7, 1), team_size_max=7),
-        pack("km-2024", "5301", date(2024, 1, 1), normal_max_age=50),
-        pack("xs-2026", "530102", date(2026, 1, 1), min_term_months=36),
+        pack("yn-2023", "530000", date(2023, 5, 1), largest=6),
+        pack("yn-2025", "530000", date(2025, 7, 1), largest=7),
+        pack("km-2024", "5301", date(2024, 1, 1), smallest=4),
+        pack("xs-2026", "530102", date(2026, 1, 1), largest=8),
     ]
 )
 
@@ -162,6 +224,29 @@ def test_most_specific_jurisdiction_then_latest_date(
         assert BOOK.in_force(jurisdiction, on).version == expected
 
 
+def test_no_pack_in_force_is_one_refusal_of_every_service() -> None:
+    bare_pack = PolicyPack(version="bare", effective_from=date(2024, 1, 1), jurisdiction="5301")
+    book = PolicyBook([pack("yn-2023", "530000", date(2023, 5, 1)), bare_pack])
+    assert book.pack_in_force("532301", date(2023, 5, 1), Teams).version == "yn-2023"
+    # No pack covers the day.
+    with pytest.raises(NoPolicyInForce) as before:
+        book.pack_in_force("532301", date(2023, 4, 30), Teams)
+    # The pack in force has no table for the section.
+    with pytest.raises(NoPolicyInForce) as bare:
+        book.pack_in_force("530102", date(2024, 6, 1), Teams)
+    assert "bare has no [dispatch] section" in bare.value.message
+    for refusal in (before.value, bare.value):
+        assert isinstance(refusal, RuleViolation)
+        assert isinstance(refusal, PolicyError)
+        assert (refusal.kind, refusal.code) == ("invalid", "no_policy_in_force")
+        problem = rule_problem(refusal, service="attendance")
+        assert problem.status == 422
+        assert problem.type.endswith("/attendance/no-policy-in-force")
+        assert problem.extensions["code"] == "no_policy_in_force"
+    assert (before.value.county, before.value.on) == ("532301", date(2023, 4, 30))
+    assert (bare.value.county, bare.value.on) == ("530102", date(2024, 6, 1))
+
+
 def test_division_codes_in_short_or_six_digit_form() -> None:
     assert jurisdiction_prefix("530000") == "53"
     assert jurisdiction_prefix("530100") == "5301"
@@ -179,22 +264,15 @@ def test_ambiguous_books_are_refused() -> None:
 
 
 def test_bad_pack_files_name_the_file(tmp_path: Path) -> None:
-    text = (POLICIES / "reference-2021.toml").read_text(encoding="utf-8")
-    (tmp_path / "typo.toml").write_text(
-        text.replace("team_size_max", "team_size_maximum"), encoding="utf-8"
-    )
-    with pytest.raises(PolicyFileError, match=r"typo\.toml"):
+    path = write_pack(tmp_path, "typo.toml", "versoin = 2\n")
+    with pytest.raises(PolicyFileError, match=r"typo\.toml") as raised:
         PolicyBook.load(tmp_path)
-    (tmp_path / "typo.toml").write_text(text.replace("= 5\n", "= 2\n", 1), encoding="utf-8")
-    with pytest.raises(PolicyFileError, match="team_size_min <= large_village_team_size_min"):
+    assert "versoin" in str(raised.value)
+    path.write_text('version = "x"\neffective_from = 2025-01-01\njurisdiction = "yunnan"\n')
+    with pytest.raises(PolicyFileError, match="division code"):
+        PolicyBook.load(tmp_path)
+    path.write_text("version = \n")
+    with pytest.raises(PolicyFileError, match=r"typo\.toml"):
         PolicyBook.load(tmp_path)
     with pytest.raises(PolicyFileError, match="not a folder"):
         PolicyBook.load(tmp_path / "missing")
-
-
-def test_packs_are_frozen_and_sections_optional() -> None:
-    bare = PolicyPack(version="attendance-only", effective_from=date(2025, 1, 1))
-    with pytest.raises(PolicySectionMissing):
-        bare.dispatch_rules()
-    with pytest.raises(ValueError, match="frozen"):
-        DEFAULT.version = "other"  # type: ignore[misc]

@@ -28,6 +28,7 @@ from zhucun.shared.projection import Delivery, PoisonRecord, ProjectionRunner
 from zhucun.shared.replay import (
     RebuildReport,
     ReplayError,
+    Tuning,
     digest,
     drop_schema,
     model_tables,
@@ -393,7 +394,7 @@ async def test_rebuild_equals_the_live_model_and_the_live_runner_carries_on(env:
             functools.partial(HookedLedger, topic=topic, hook=meanwhile),
             env.kafka,
             live_schema="books",
-            batch_size=17,
+            tuning=Tuning(batch_size=17),
         )
         assert report.digest == before, "the rebuild stops at the end offsets taken at start"
         assert report.schema == "books"
@@ -511,7 +512,7 @@ async def test_the_switch_is_atomic_for_readers(env: Env) -> None:
     try:
         await asyncio.sleep(0.2)
         report = await rebuild(
-            env.pool, ledger(topic), env.kafka, live_schema="atomic", batch_size=9
+            env.pool, ledger(topic), env.kafka, live_schema="atomic", tuning=Tuning(batch_size=9)
         )
         await asyncio.sleep(0.3)
     finally:
@@ -555,14 +556,14 @@ async def test_worker_processes_build_the_same_model(env: Env) -> None:
         env.kafka,
         scratch_schema="one_process",
         until=await end_offsets(env.bootstrap, topic),
-        batch_size=11,
+        tuning=Tuning(batch_size=11),
     )
     two = await rebuild(
         env.pool,
         ledger(topic),
         env.kafka,
         live_schema="two_processes",
-        batch_size=11,
+        tuning=Tuning(batch_size=11),
         workers=2,
         dsn=env.dsn,
     )
@@ -595,7 +596,7 @@ async def test_strict_stops_at_the_first_poison_record(env: Env) -> None:
             env.kafka,
             scratch_schema="strict",
             until=await end_offsets(env.bootstrap, topic),
-            strict=True,
+            tuning=Tuning(strict=True),
         )
 
 

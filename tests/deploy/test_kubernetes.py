@@ -160,6 +160,12 @@ def named(docs: Iterable[Doc], kind: str, name: str) -> Doc | None:
     return next((d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name), None)
 
 
+def mapping(value: object) -> Doc:
+    """A YAML or JSON mapping, typed: the parsers return ``Any``."""
+    assert isinstance(value, dict), f"not a mapping: {value!r}"
+    return value
+
+
 def label(doc: Doc, key: str) -> str | None:
     value = (doc.get("metadata", {}).get("labels") or {}).get(key)
     return str(value) if value is not None else None
@@ -187,9 +193,9 @@ def selects(selector: Doc | None, labels: dict[str, str]) -> bool:
 
 def pod_template(doc: Doc) -> Doc | None:
     if doc["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-        return doc["spec"]["template"]
+        return mapping(doc["spec"]["template"])
     if doc["kind"] == "CronJob":
-        return doc["spec"]["jobTemplate"]["spec"]["template"]
+        return mapping(doc["spec"]["jobTemplate"]["spec"]["template"])
     return None
 
 
@@ -270,7 +276,7 @@ def project_schemas() -> dict[tuple[str, str], Doc]:
 
 
 def is_custom(doc: Doc) -> bool:
-    group = doc["apiVersion"].rpartition("/")[0]
+    group = str(doc["apiVersion"]).rpartition("/")[0]
     return group.endswith((".strimzi.io", ".cnpg.io", ".coreos.com"))
 
 
@@ -472,7 +478,9 @@ def wiring_problems(docs: list[Doc]) -> list[str]:
         if len(backends) != 1:
             problems.append(f"{where(service)}: selects {len(backends)} Deployments, not one")
             continue
-        container = pod_template(backends[0])["spec"]["containers"][0]  # type: ignore[index]
+        backend = pod_template(backends[0])
+        assert backend is not None  # a Deployment has a pod template
+        container = backend["spec"]["containers"][0]
         names = {p.get("name") for p in container.get("ports") or []}
         for port in service["spec"]["ports"]:
             if isinstance(port.get("targetPort"), str) and port["targetPort"] not in names:
@@ -612,8 +620,8 @@ def kafka_problems(docs: list[Doc]) -> list[str]:
         problems.append(f"Kafka/{name}: min.insync.replicas exceeds the {brokers} brokers")
 
     topics = _topics(docs)
-    for topic in EVENT_TOPICS:
-        for wanted in (topic, topic + ".dlq"):
+    for event_topic in EVENT_TOPICS:
+        for wanted in (event_topic, event_topic + ".dlq"):
             if wanted not in topics:
                 problems.append(f"no KafkaTopic for {wanted}")
     for topic_name, topic in topics.items():
@@ -1110,14 +1118,19 @@ def test_kubernetes_validate_cli_rejects_a_typo(tmp_path: Path) -> None:
 # --- negative tests: each breakage is caught by the check responsible -----------------------
 
 
-def _deployment(docs: list[Doc], name: str = "dispatch") -> Doc:
-    found = named(docs, "Deployment", name)
-    assert found is not None
+def _the(docs: list[Doc], kind: str, name: str) -> Doc:
+    """The object a breakage edits: present in the unbroken render."""
+    found = named(docs, kind, name)
+    assert found is not None, f"no {kind}/{name}"
     return found
 
 
+def _deployment(docs: list[Doc], name: str = "dispatch") -> Doc:
+    return _the(docs, "Deployment", name)
+
+
 def _container(docs: list[Doc], name: str = "dispatch") -> Doc:
-    return _deployment(docs, name)["spec"]["template"]["spec"]["containers"][0]
+    return mapping(_deployment(docs, name)["spec"]["template"]["spec"]["containers"][0])
 
 
 def _topic(docs: list[Doc], topic: str = "dispatch.events.v1") -> Doc:
@@ -1125,23 +1138,19 @@ def _topic(docs: list[Doc], topic: str = "dispatch.events.v1") -> Doc:
 
 
 def _user(docs: list[Doc], name: str) -> Doc:
-    found = named(docs, "KafkaUser", name)
-    assert found is not None
-    return found
+    return _the(docs, "KafkaUser", name)
 
 
 def _cluster(docs: list[Doc]) -> Doc:
-    found = named(docs, "Cluster", POSTGRES_CLUSTER)
-    assert found is not None
-    return found
+    return _the(docs, "Cluster", POSTGRES_CLUSTER)
 
 
 def _drop(docs: list[Doc], kind: str, name: str) -> None:
-    docs.remove(named(docs, kind, name))  # type: ignore[arg-type]
+    docs.remove(_the(docs, kind, name))
 
 
 Check = Callable[[list[Doc]], list[str]]
-CORE: Check = functools.partial(core_schema_problems, version=KUBERNETES_VERSIONS[0])  # type: ignore[assignment]
+CORE: Check = functools.partial(core_schema_problems, version=KUBERNETES_VERSIONS[0])
 CUSTOM: Check = custom_resource_problems
 WORKLOAD: Check = workload_problems
 WIRING: Check = wiring_problems
@@ -1260,7 +1269,7 @@ BREAKAGES: list[tuple[str, Callable[[list[Doc]], None], Check, str]] = [
     ),
     (
         "node pool without roles",
-        lambda d: named(d, "KafkaNodePool", "broker")["spec"].pop("roles"),  # type: ignore[index]
+        lambda d: _the(d, "KafkaNodePool", "broker")["spec"].pop("roles"),
         CUSTOM,
         "roles",
     ),
@@ -1274,7 +1283,7 @@ BREAKAGES: list[tuple[str, Callable[[list[Doc]], None], Check, str]] = [
     ),
     (
         "database without owner",
-        lambda d: named(d, "Database", "zhucun-pg-dispatch")["spec"].pop("owner"),  # type: ignore[index]
+        lambda d: _the(d, "Database", "zhucun-pg-dispatch")["spec"].pop("owner"),
         CUSTOM,
         "owner",
     ),
@@ -1401,7 +1410,7 @@ BREAKAGES: list[tuple[str, Callable[[list[Doc]], None], Check, str]] = [
     ),
     (
         "database owned by someone else",
-        lambda d: named(d, "Database", "zhucun-pg-attendance")["spec"].update(owner="dispatch"),  # type: ignore[index]
+        lambda d: _the(d, "Database", "zhucun-pg-attendance")["spec"].update(owner="dispatch"),
         POSTGRES,
         "owned by",
     ),
@@ -1421,7 +1430,7 @@ BREAKAGES: list[tuple[str, Callable[[list[Doc]], None], Check, str]] = [
     ),
     (
         "Service selecting nothing",
-        lambda d: named(d, "Service", "dispatch")["spec"]["selector"].update(  # type: ignore[index]
+        lambda d: _the(d, "Service", "dispatch")["spec"]["selector"].update(
             {"app.kubernetes.io/name": "dispatcher"}
         ),
         WIRING,
@@ -1447,19 +1456,19 @@ BREAKAGES: list[tuple[str, Callable[[list[Doc]], None], Check, str]] = [
     ),
     (
         "egress to anywhere",
-        lambda d: named(d, "NetworkPolicy", "dispatch")["spec"]["egress"].append({}),  # type: ignore[index]
+        lambda d: _the(d, "NetworkPolicy", "dispatch")["spec"]["egress"].append({}),
         NETWORK,
         "anywhere",
     ),
     (
         "no DNS",
-        lambda d: named(d, "NetworkPolicy", "attendance")["spec"]["egress"].pop(0),  # type: ignore[index]
+        lambda d: _the(d, "NetworkPolicy", "attendance")["spec"]["egress"].pop(0),
         NETWORK,
         "DNS",
     ),
     (
         "ingress from everyone",
-        lambda d: named(d, "NetworkPolicy", "dispatch")["spec"]["ingress"].append({}),  # type: ignore[index]
+        lambda d: _the(d, "NetworkPolicy", "dispatch")["spec"]["ingress"].append({}),
         NETWORK,
         "anyone",
     ),

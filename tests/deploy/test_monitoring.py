@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -62,7 +62,10 @@ def _load_kubernetes_checks() -> ModuleType:
     return module
 
 
-K = _load_kubernetes_checks()
+if TYPE_CHECKING:  # mypy sees tests/deploy/test_kubernetes.py as deploy.test_kubernetes
+    from deploy import test_kubernetes as K  # noqa: N812 - K, as at run time
+else:
+    K = _load_kubernetes_checks()
 
 #: What the services export (prometheus_client: a Counter gets ``_total``, a Histogram
 #: ``_bucket``, ``_sum`` and ``_count``), with its labels. ``test_metrics_exist_in_the_code``
@@ -371,9 +374,13 @@ def dashboard_problems(dashboard: Doc) -> list[str]:
     shown: set[str] = set()
     for panel in dashboard_panels(dashboard):
         at = f"dashboard panel {panel.get('title')!r}"
-        if panel.get("id") in ids:
-            problems.append(f"{at}: id {panel.get('id')} used twice")
-        ids.add(panel.get("id"))
+        panel_id = panel.get("id")
+        if not isinstance(panel_id, int):
+            problems.append(f"{at}: id {panel_id!r} is not a number")
+        elif panel_id in ids:
+            problems.append(f"{at}: id {panel_id} used twice")
+        else:
+            ids.add(panel_id)
         grid = panel.get("gridPos") or {}
         if not all(isinstance(grid.get(k), int) for k in "hwxy") or grid["x"] + grid["w"] > 24:
             problems.append(f"{at}: gridPos {grid} is not within the 24 columns")

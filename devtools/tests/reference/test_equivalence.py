@@ -193,6 +193,7 @@ def projection_verdict(identified: list[tuple[str, DomainEvent]], packs: Packs) 
         fact
         for event_id, event in identified
         for fact, _ in facts_of(
+            # The two fields of a Delivery that facts_of reads.
             SimpleNamespace(payload=event, event=SimpleNamespace(event_id=event_id))  # type: ignore[arg-type]
         )
     ]

@@ -11,6 +11,7 @@ from itertools import pairwise
 
 import pytest
 
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import excellent_cap
 from zhucun.contracts.assessment.events import AnnualGrade, QuarterlyGrade
 from zhucun.contracts.dispatch.events import Role, UnitKind, UnitLevel
@@ -178,7 +179,7 @@ def test_every_rule_is_triggered_in_a_default_county(county: Scenario) -> None:
     for code in county.county_codes:
         for year in cal.round_years():
             proposals = county.annual_proposals(code, year)
-            rules = county.pack(code, date(year, 12, 31)).assessment_rules()
+            rules = county.pack(code, date(year, 12, 31)).rules(AssessmentPolicy)
             excellent = [p for p in proposals if p.grade is AnnualGrade.EXCELLENT]
             assert len(excellent) <= excellent_cap(len(proposals), rules)
             for p in proposals:

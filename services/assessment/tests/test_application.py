@@ -21,7 +21,6 @@ from zhucun.assessment import http
 from zhucun.assessment.application import (
     Application,
     NoAssignment,
-    NoPolicyInForce,
     UnknownTeam,
     VillageNotReplicated,
     annual,
@@ -39,6 +38,7 @@ from zhucun.assessment.domain import (
     quarter_stream,
     team_stream,
 )
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.replicas.dispatch import AssignmentRow
 from zhucun.contracts.assessment.events import (
     AnnualGrade,
@@ -53,8 +53,9 @@ from zhucun.shared.auth import Jurisdiction, Principal, Role
 from zhucun.shared.commands import CommandAccepted, CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent
 from zhucun.shared.memory_store import InMemoryEventStore
-from zhucun.shared.policy import PolicyBook, PolicyPack, load_pack
-from zhucun.shared.problems import ProblemError, rule_problem
+from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, load_pack
+from zhucun.shared.problems import rule_problem
+from zhucun.shared.rules import OutsideJurisdiction
 from zhucun.shared.store import ANY_VERSION, AppendResult, StreamWrite
 
 pytestmark = pytest.mark.unit
@@ -199,7 +200,7 @@ def world(
 
 def pack_for_county(version: str, effective_from: date, **assessment: object) -> PolicyPack:
     """A pack of the county's own, in force from ``effective_from``."""
-    rules = REFERENCE.assessment_rules().model_copy(update=assessment)
+    rules = REFERENCE.rules(AssessmentPolicy).model_dump() | assessment
     return REFERENCE.model_copy(
         update={
             "version": version,
@@ -578,7 +579,7 @@ async def test_a_post_that_does_not_cover_the_period_is_the_deciders_refusal() -
 
 async def test_writers_act_only_on_posts_and_counties_within_their_jurisdiction() -> None:
     w = world()
-    with pytest.raises(ProblemError) as elsewhere:
+    with pytest.raises(OutsideJurisdiction) as elsewhere:
         await quarters.assess_quarter(
             w.app,
             OTHER_TOWNSHIP,
@@ -588,10 +589,10 @@ async def test_writers_act_only_on_posts_and_counties_within_their_jurisdiction(
             villager_score=90,
             county_panel_score=90,
         )
-    assert elsewhere.value.status == 403
-    with pytest.raises(ProblemError) as other_county:
+    assert rule_problem(elsewhere.value, service="assessment").status == 403
+    with pytest.raises(OutsideJurisdiction) as other_county:
         await annual.open_annual_round(w.app, OTHER_COUNTY, COUNTY, 2025, round_id="x")
-    assert other_county.value.status == 403
+    assert rule_problem(other_county.value, service="assessment").status == 403
     assert await w.store.head_position() == 0
 
 
@@ -602,9 +603,9 @@ async def test_readers_of_the_county_see_its_quarters_and_rounds_and_their_cadre
     assert quarter.assessments["c1"].score == 95
     facts = await records.attendance_facts(w.app, TOWNSHIP, "c1", 2025)
     assert (facts.cadre_id, facts.year, facts.unexcused_absences) == ("c1", 2025, 1)
-    with pytest.raises(ProblemError):
+    with pytest.raises(OutsideJurisdiction):
         await quarters.quarter_record(w.app, OTHER_COUNTY, COUNTY, "2025-Q2")
-    with pytest.raises(ProblemError):
+    with pytest.raises(OutsideJurisdiction):
         await records.cadre_record(w.app, OTHER_TOWNSHIP, "c1")
 
 

@@ -82,6 +82,7 @@ from zhucun.assessment.domain import (
     team_stream,
 )
 from zhucun.assessment.domain import errors as error_module
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.contracts.assessment.events import (
     AdmonitionTalkHeld,
     AdmonitionTalksCompleted,
@@ -111,7 +112,7 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 PACK = load_pack(ROOT / "policies" / "reference-2021.toml")
-RULES = PACK.assessment_rules()
+RULES = PACK.rules(AssessmentPolicy)
 COUNTY = "530102"
 QUARTER = "2025-Q2"
 AFTER_Q2 = date(2025, 7, 5)
@@ -127,7 +128,7 @@ INC = AnnualGrade.INCOMPETENT
 
 def pack_with(**assessment: object) -> PolicyPack:
     """The reference pack with other assessment rules."""
-    rules = RULES.model_copy(update=assessment)
+    rules = RULES.model_dump() | assessment
     version = "test-" + "-".join(f"{k}={v}" for k, v in assessment.items())
     return PACK.model_copy(update={"assessment": rules, "version": version})
 
@@ -349,9 +350,9 @@ def test_a_score_that_prints_as_59_995_rounds_up_to_the_average_band() -> None:
 
 
 def test_the_weights_come_from_the_pack() -> None:
-    rules = pack_with(
-        township_weight=50, villager_weight=30, county_panel_weight=20
-    ).assessment_rules()
+    rules = pack_with(township_weight=50, villager_weight=30, county_panel_weight=20).rules(
+        AssessmentPolicy
+    )
     assert quarterly_score(90, 80, 70, rules) == 83.0  # 45 + 24 + 14
     with pytest.raises(ValueError, match="0-100"):
         quarterly_score(101, 0, 0, RULES)
@@ -417,9 +418,9 @@ def test_the_grade_given_is_the_worse_of_the_proposal_and_the_cap(
 
 
 def test_caps_follow_the_pack_thresholds() -> None:
-    rules = pack_with(
-        absences_bar_excellent=2, absences_cap_basic=4, absences_incompetent=6
-    ).assessment_rules()
+    rules = pack_with(absences_bar_excellent=2, absences_cap_basic=4, absences_incompetent=6).rules(
+        AssessmentPolicy
+    )
     caps = [grade_cap(n, rules) for n in (1, 2, 3, 4, 5, 6)]
     assert [cap.best_allowed if cap else None for cap in caps] == [None, C, C, B, B, INC]
     assert apply_cap(E, None) is E
@@ -443,7 +444,7 @@ def test_the_excellent_cap_is_the_floor_of_a_fifth(cadres: int, cap: int) -> Non
 )
 def test_the_excellent_cap_has_no_float_error(share: float, cadres: int, cap: int) -> None:
     # 0.29 x 100 is 28.999999999999996 in binary floating point.
-    rules = pack_with(excellent_share_cap=share).assessment_rules()
+    rules = pack_with(excellent_share_cap=share).rules(AssessmentPolicy)
     assert excellent_cap(cadres, rules) == cap
 
 
@@ -460,28 +461,30 @@ def small_lists(**sizes: int) -> PolicyPack:
 
 def test_lists_take_the_best_and_the_worst() -> None:
     scores = {"a": 90.0, "b": 80.0, "c": 70.0, "d": 60.0, "e": 50.0, "f": 40.0}
-    red, blue = rank_lists(scores, small_lists().assessment_rules())
+    red, blue = rank_lists(scores, small_lists().rules(AssessmentPolicy))
     assert red == entries((1, "a", 90.0), (2, "b", 80.0))
     assert blue == entries((1, "f", 40.0), (2, "e", 50.0))
 
 
 def test_everyone_tied_at_the_red_edge_is_on_the_red_list_with_competition_ranks() -> None:
     scores = {"a": 95.0, "b": 90.0, "c": 90.0, "d": 90.0, "e": 70.0, "f": 60.0, "g": 50.0}
-    red, blue = rank_lists(scores, small_lists().assessment_rules())
+    red, blue = rank_lists(scores, small_lists().rules(AssessmentPolicy))
     assert red == entries((1, "a", 95.0), (2, "b", 90.0), (2, "c", 90.0), (2, "d", 90.0))
     assert blue == entries((1, "g", 50.0), (2, "f", 60.0))
 
 
 def test_everyone_tied_at_the_blue_edge_is_on_the_blue_list() -> None:
     scores = {"a": 95.0, "b": 90.0, "c": 80.0, "d": 60.0, "e": 60.0, "f": 60.0, "g": 50.0}
-    red, blue = rank_lists(scores, small_lists().assessment_rules())
+    red, blue = rank_lists(scores, small_lists().rules(AssessmentPolicy))
     assert [e.cadre_id for e in red] == ["a", "b"]
     assert blue == entries((1, "g", 50.0), (2, "d", 60.0), (2, "e", 60.0), (2, "f", 60.0))
 
 
 def test_ranks_skip_after_ties_1224() -> None:
     scores = {"a": 90.0, "b": 85.0, "c": 85.0, "d": 80.0, "e": 10.0}
-    red, _ = rank_lists(scores, small_lists(red_list_size=4, blue_list_size=0).assessment_rules())
+    red, _ = rank_lists(
+        scores, small_lists(red_list_size=4, blue_list_size=0).rules(AssessmentPolicy)
+    )
     assert [(e.rank, e.cadre_id) for e in red] == [(1, "a"), (2, "b"), (2, "c"), (4, "d")]
 
 
@@ -497,7 +500,7 @@ def test_with_fewer_cadres_than_both_lists_each_takes_at_most_half() -> None:
 
 def test_when_all_scores_are_equal_everyone_is_on_the_red_list() -> None:
     scores = {f"c{n}": 75.0 for n in range(6)}
-    red, blue = rank_lists(scores, small_lists().assessment_rules())
+    red, blue = rank_lists(scores, small_lists().rules(AssessmentPolicy))
     assert [e.cadre_id for e in red] == [f"c{n}" for n in range(6)]
     assert {e.rank for e in red} == {1}
     assert blue == ()
@@ -505,7 +508,9 @@ def test_when_all_scores_are_equal_everyone_is_on_the_red_list() -> None:
 
 def test_empty_lists_and_list_size_zero() -> None:
     assert rank_lists({}, RULES) == ((), ())
-    red, blue = rank_lists({"a": 1.0, "b": 2.0}, small_lists(red_list_size=0).assessment_rules())
+    red, blue = rank_lists(
+        {"a": 1.0, "b": 2.0}, small_lists(red_list_size=0).rules(AssessmentPolicy)
+    )
     assert red == ()
     assert blue == entries((1, "a", 1.0), (2, "b", 2.0))
 

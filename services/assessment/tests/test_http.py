@@ -5,123 +5,45 @@ lists; role and jurisdiction refusals."""
 
 from __future__ import annotations
 
-import random
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from zhucun.assessment.app import create_app as create_assessment
 from zhucun.attendance.app import create_app as create_attendance
 from zhucun.dispatch.app import create_app as create_dispatch
-from zhucun.shared.auth import mint_token
-from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
+from zhucun.shared.testing import StaffedCounty, bearer, service_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
-AUTH = AuthSettings()
-FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
-
-
-def bearer(role: str, **claims: str) -> dict[str, str]:
-    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
-    return ServiceSettings(
-        service_name=name,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(dsn)),
-    )
-
 
 class System:
-    """Dispatch, attendance and assessment, each with its own database, on one broker."""
+    """Dispatch, attendance and assessment, each with its own database, on one broker, and
+    a county of five cadres staffed in dispatch."""
 
     def __init__(self, dispatch: TestClient, attendance: TestClient, assessment: TestClient):
         self.dispatch = dispatch
         self.attendance = attendance
         self.assessment = assessment
-        self.county = f"53{random.randint(1000, 9999)}"
-        suffix = uuid.uuid4().hex[:8]
-        self.village = f"v-{suffix}"
-        self.team = f"team-{suffix}"
-        self.cadres = [f"c{n}-{suffix}" for n in range(1, 6)]
+        self.staffed = StaffedCounty(dispatch, cadres=5)
+        self.county = self.staffed.code
+        self.cadres = self.staffed.cadres
         self.admin = bearer("org_admin", county=self.county)
         self.township = bearer("township", county=self.county, township="t1")
 
-    def dispatch_post(self, path: str, body: dict[str, Any]) -> None:
-        response = self.dispatch.post(
-            f"/counties/{self.county}{path}", json=body, headers=self.admin
-        )
-        assert response.status_code in (200, 201), response.text
-
     def set_up_county(self) -> None:
-        self.dispatch_post(
-            "/villages",
-            {
-                "village_id": self.village,
-                "name": "村",
-                "township": "t1",
-                "categories": ["key_assistance"],
-                "geofence": FENCE,
-                "households": 120,
-                "monitored_population": 10,
-            },
-        )
-        for cadre_id in self.cadres:
-            self.dispatch_post(
-                "/cadres",
-                {
-                    "cadre_id": cadre_id,
-                    "sending_unit": "市农业农村局",
-                    "unit_kind": "line_department",
-                    "unit_level": "city",
-                    "birth_year": 1984,
-                    "party_member_since": "2008-07-01",
-                    "rural_experience_years": 2,
-                    "skills": [],
-                },
-            )
-        self.dispatch_post("/rounds", {"round_id": "r", "name": "2025", "opened_on": "2025-01-01"})
-        self.dispatch_post(
-            "/teams",
-            {
-                "team_id": self.team,
-                "round_id": "r",
-                "village_id": self.village,
-                "formed_on": "2025-01-01",
-            },
-        )
-        for n, cadre_id in enumerate(self.cadres):
-            self.dispatch_post(
-                "/assignments",
-                {
-                    "assignment_id": f"a-{cadre_id}",
-                    "team_id": self.team,
-                    "cadre_id": cadre_id,
-                    "role": "first_secretary" if n == 0 else "member",
-                    "term_start": "2025-01-01",
-                },
-            )
+        self.staffed.register()
 
     def wait(self, client: TestClient, path: str, ready: Callable[[Any], bool]) -> Any:
         """Poll a read until the replicas have caught up (they follow Kafka)."""
-        deadline = time.monotonic() + 30
-        body: Any = None
-        while time.monotonic() < deadline:
+
+        def read() -> Any:
             response = client.get(path, headers=self.admin)
-            if response.status_code == 200:
-                body = response.json()
-                if ready(body):
-                    return body
-            time.sleep(0.2)
-        raise AssertionError(f"{path} never became ready; last answer {body}")
+            return response.json() if response.status_code == 200 else None
+
+        return wait_for(read, lambda body: body is not None and ready(body), what=f"{path} ready")
 
     def assess(self, method: str, path: str, expect: int, body: Any = None) -> Any:
         response = self.assessment.request(method, path, json=body, headers=self.admin)
@@ -132,9 +54,9 @@ class System:
 @pytest.fixture
 def system(kafka_bootstrap: str, make_database: Callable[[], str]) -> Iterator[System]:
     apps = [
-        create_dispatch(settings("dispatch", kafka_bootstrap, make_database())),
-        create_attendance(settings("attendance", kafka_bootstrap, make_database())),
-        create_assessment(settings("assessment", kafka_bootstrap, make_database())),
+        create_dispatch(service_settings("dispatch", kafka_bootstrap, make_database())),
+        create_attendance(service_settings("attendance", kafka_bootstrap, make_database())),
+        create_assessment(service_settings("assessment", kafka_bootstrap, make_database())),
     ]
     with TestClient(apps[0]) as d, TestClient(apps[1]) as at, TestClient(apps[2]) as asm:
         system = System(d, at, asm)

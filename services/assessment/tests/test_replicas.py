@@ -4,7 +4,7 @@ fresh database and on one an earlier, wider version of the replica migrated."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 import asyncpg
@@ -32,7 +32,8 @@ from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.memory_store import InMemoryEventStore
 from zhucun.shared.projection import Delivery
-from zhucun.shared.store import ANY_VERSION, StreamWrite, create_pool
+from zhucun.shared.store import ANY_VERSION, StreamWrite
+from zhucun.shared.testing import transaction
 
 pytestmark = pytest.mark.integration
 
@@ -89,23 +90,14 @@ async def deliveries(events: Sequence[DomainEvent]) -> list[Delivery]:
     ]
 
 
-@pytest.fixture
-async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_database)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def migrate_and_apply(pool: asyncpg.Pool, events: Sequence[DomainEvent]) -> None:
     replica = DispatchReplica(SCHEMA)
     batch = await deliveries(events)
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await replica.migrate(conn)
         await replica.migrate(conn)  # idempotent: every start runs it
         await replica.apply(conn, batch[:2])
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await replica.apply(conn, batch[2:])
 
 
@@ -127,10 +119,10 @@ HISTORY: list[DomainEvent] = [
 
 
 async def test_the_replica_keeps_assignments_and_townships_and_answers_the_use_cases(
-    pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
 ) -> None:
-    await migrate_and_apply(pool, HISTORY)
-    reads = ReplicatedAssignments(pool, SCHEMA)
+    await migrate_and_apply(fresh_pool, HISTORY)
+    reads = ReplicatedAssignments(fresh_pool, SCHEMA)
     first, second = await reads.assignments_of("c1")
     assert first == AssignmentRow(
         assignment_id="a-c1-2024",
@@ -155,18 +147,18 @@ async def test_the_replica_keeps_assignments_and_townships_and_answers_the_use_c
 
 
 async def test_the_township_is_unknown_until_the_villages_event_arrives(
-    pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
 ) -> None:
-    await migrate_and_apply(pool, [assigned("c2", date(2025, 1, 1))])
-    [row] = await ReplicatedAssignments(pool, SCHEMA).assignments_of("c2")
+    await migrate_and_apply(fresh_pool, [assigned("c2", date(2025, 1, 1))])
+    [row] = await ReplicatedAssignments(fresh_pool, SCHEMA).assignments_of("c2")
     assert row.township is None
 
 
 async def test_a_database_of_the_earlier_wider_replica_migrates_to_the_narrow_one(
-    pool: asyncpg.Pool,
+    fresh_pool: asyncpg.Pool,
 ) -> None:
     # The tables as the copy of attendance's replica created them (geofence, households).
-    async with pool.acquire() as conn:
+    async with fresh_pool.acquire() as conn:
         await conn.execute(
             f"""
             CREATE SCHEMA "{SCHEMA}";
@@ -183,17 +175,19 @@ async def test_a_database_of_the_earlier_wider_replica_migrates_to_the_narrow_on
                 ON "{SCHEMA}".replica_assignments (county, term_start);
             """
         )
-    await migrate_and_apply(pool, HISTORY)
-    columns = await pool.fetch(
+    await migrate_and_apply(fresh_pool, HISTORY)
+    columns = await fresh_pool.fetch(
         "SELECT column_name FROM information_schema.columns"
         " WHERE table_schema = $1 AND table_name = 'replica_villages' ORDER BY ordinal_position",
         SCHEMA,
     )
     assert [c["column_name"] for c in columns] == ["village_id", "township"]
-    townships = await pool.fetch(
+    townships = await fresh_pool.fetch(
         f'SELECT village_id, township FROM "{SCHEMA}".replica_villages ORDER BY village_id'
     )
     assert [tuple(r) for r in townships] == [("v0", "t9"), ("v1", "t1")]
-    indexes = await pool.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", SCHEMA)
+    indexes = await fresh_pool.fetch(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = $1", SCHEMA
+    )
     assert "replica_assignments_county" not in {i["indexname"] for i in indexes}
-    assert len(await ReplicatedAssignments(pool, SCHEMA).assignments_of("c1")) == 2
+    assert len(await ReplicatedAssignments(fresh_pool, SCHEMA).assignments_of("c1")) == 2

@@ -22,10 +22,8 @@ from zhucun.attendance.application import (
     InvalidItem,
     LeaveView,
     NoActiveAssignment,
-    NoPolicyInForce,
     NotYourself,
     OpenMonth,
-    OutsideJurisdiction,
     VillageNotReplicated,
     VisitCoverageView,
 )
@@ -48,6 +46,7 @@ from zhucun.attendance.domain import (
     month_stream,
     work_stream,
 )
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
@@ -64,14 +63,16 @@ from zhucun.shared.commands import CommandAccepted, CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.memory_store import InMemoryEventStore
-from zhucun.shared.policy import PolicyBook
+from zhucun.shared.policy import NoPolicyInForce, PolicyBook
 from zhucun.shared.problems import rule_problem
-from zhucun.shared.rules import RuleViolation
+from zhucun.shared.rules import OutsideJurisdiction, RuleViolation
 from zhucun.shared.store import AppendResult, StreamWrite
 
 pytestmark = pytest.mark.unit
 
-POLICIES = PolicyBook.load(Path(__file__).resolve().parents[3] / "policies")
+POLICIES = PolicyBook.load(
+    Path(__file__).resolve().parents[3] / "policies", sections=[AttendancePolicy]
+)
 COUNTY = "530102"  # the reference pack
 LIANGSHAN = "513427"  # Ningyuan, under the Liangshan pack from 2025
 CENTRE = Geofence(latitude=25.04, longitude=102.71, radius_m=1000)
@@ -602,6 +603,17 @@ async def test_a_county_close_reports_each_cadre_and_never_stops_at_one() -> Non
     assert world.posts.asked == [(COUNTY, date(2025, 4, 1), date(2025, 4, 30), None)]
 
 
+async def test_a_county_close_reports_a_month_no_pack_covers_for_each_cadre() -> None:
+    # The reference pack takes effect on 1 January 2021.
+    world = World(post("c1", term_start=date(2020, 1, 1)))
+    outcome = await application.close_county_month(
+        world.ctx, actor(county_admin()), COUNTY, "2020-06"
+    )
+    assert [(c.cadre_id, c.status) for c in outcome.cadres] == [("c1", "refused")]
+    assert isinstance(outcome.cadres[0].refusal, NoPolicyInForce)
+    assert world.store.appends == []
+
+
 async def test_a_township_closes_the_month_of_its_own_cadres_in_its_own_county() -> None:
     world = World(post("c1"), post("c4", township="t2"))
     outcome = await application.close_county_month(world.ctx, actor(township()), COUNTY, "2025-04")
@@ -701,9 +713,8 @@ def test_the_read_models_carry_every_figure_of_the_domain_values() -> None:
 REFUSALS: list[RuleViolation] = [
     NoActiveAssignment("c1", "2025-04-02"),
     VillageNotReplicated("v1"),
-    NoPolicyInForce(COUNTY, "no policy covers 530102 on 2020-06-01"),
+    NoPolicyInForce("no policy covers 530102 on 2020-06-01", county=COUNTY),
     NotYourself(),
-    OutsideJurisdiction(),
     UnknownLeave("L"),
     LeaveNotPending("L", "rejected"),
     ApprovalBeyondLevel("L", ApprovalLevel.COUNTY, ApprovalLevel.TOWNSHIP),
@@ -721,3 +732,13 @@ def test_every_refusal_is_a_problem_of_the_attendance_service(refusal: RuleViola
         refusal.code,
         refusal.kind == "retryable",
     )
+
+
+def test_a_post_outside_the_jurisdiction_is_the_refusal_every_service_answers_alike() -> None:
+    problem = rule_problem(OutsideJurisdiction(), service="attendance").to_problem()
+    assert (problem.status, problem.type) == (
+        403,
+        "https://zhucun.dev/problems/forbidden-jurisdiction",
+    )
+    assert problem.model_extra is not None
+    assert problem.model_extra["code"] == "forbidden_jurisdiction"

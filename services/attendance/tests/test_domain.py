@@ -76,6 +76,7 @@ from zhucun.attendance.domain import (
     write_diary_entry,
 )
 from zhucun.attendance.domain import errors as error_module
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
@@ -115,12 +116,11 @@ POST = Post(
 
 def pack_with(**attendance: object) -> PolicyPack:
     """The reference pack with other attendance rules."""
-    assert PACK.attendance is not None
     return PolicyPack.model_validate(
         {
             "version": "test-" + "-".join(f"{k}={v}" for k, v in attendance.items()),
             "effective_from": date(2024, 1, 1),
-            "attendance": {**PACK.attendance.model_dump(), **attendance},
+            "attendance": {**PACK.rules(AttendancePolicy).model_dump(), **attendance},
         }
     )
 

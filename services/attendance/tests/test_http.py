@@ -6,160 +6,87 @@ idempotent repeat; a batch with mixed items; a scripted month closed; roles and 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from zhucun.attendance.app import SOURCE as ATTENDANCE_SOURCE
-from zhucun.attendance.app import TOPIC as ATTENDANCE_TOPIC
 from zhucun.attendance.app import create_app as create_attendance
+from zhucun.contracts.attendance import SOURCE as ATTENDANCE_SOURCE
+from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.dispatch.app import create_app as create_dispatch
-from zhucun.shared.auth import mint_token
-from zhucun.shared.service import ServiceRuntime
-from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
-from zhucun.shared.testing import read_topic
+from zhucun.shared.testing import (
+    StaffedCounty,
+    bearer,
+    read_topic,
+    service_settings,
+    wait_for,
+    wait_until_published,
+)
 
 pytestmark = pytest.mark.integration
 
-AUTH = AuthSettings()
-#: The village centre; 0.001 degree of latitude is about 111 m.
-CENTRE = {"latitude": 25.04, "longitude": 102.71}
-FENCE = {**CENTRE, "radius_m": 1000}
+#: Around the staffed county's village (its geofence: 1000 m around 25.04, 102.71); 0.001
+#: degree of latitude is about 111 m.
 INSIDE = {"latitude": 25.045, "longitude": 102.71}  # ~556 m north
 OUTSIDE = {"latitude": 25.06, "longitude": 102.71}  # ~2.2 km north
-
-
-def bearer(role: str, **claims: str) -> dict[str, str]:
-    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
-    return ServiceSettings(
-        service_name=name,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(dsn)),
-    )
-
-
-class County:
-    """A county whose dispatch register holds one village in township ``t1`` with a running
-    team of three; ids are unique per test (the session's topics are shared)."""
-
-    def __init__(self, dispatch: TestClient) -> None:
-        self.code = f"53{random.randint(1000, 9999)}"
-        suffix = uuid.uuid4().hex[:8]
-        self.village = f"v-{suffix}"
-        self.cadres = [f"c{n}-{suffix}" for n in range(1, 4)]
-        self.unassigned = f"c9-{suffix}"
-        self.dispatch = dispatch
-        self.admin = bearer("org_admin", county=self.code)
-
-    def post(self, path: str, body: dict[str, Any]) -> None:
-        response = self.dispatch.post(f"/counties/{self.code}{path}", json=body, headers=self.admin)
-        assert response.status_code in (200, 201), response.text
-
-    def register(self) -> None:
-        self.post(
-            "/villages",
-            {
-                "village_id": self.village,
-                "name": "村",
-                "township": "t1",
-                "categories": ["lifted_out_of_poverty"],
-                "geofence": FENCE,
-                "households": 4,
-                "monitored_population": 10,
-            },
-        )
-        for cadre_id in [*self.cadres, self.unassigned]:
-            self.post(
-                "/cadres",
-                {
-                    "cadre_id": cadre_id,
-                    "sending_unit": "县农业农村局",
-                    "unit_kind": "line_department",
-                    "unit_level": "county",
-                    "birth_year": 1985,
-                    "party_member_since": "2010-07-01",
-                    "rural_experience_years": 3,
-                    "skills": [],
-                },
-            )
-        self.post("/rounds", {"round_id": "r1", "name": "2025", "opened_on": "2025-03-01"})
-        self.post(
-            "/teams",
-            {
-                "team_id": "t",
-                "round_id": "r1",
-                "village_id": self.village,
-                "formed_on": "2025-03-15",
-            },
-        )
-        for n, cadre_id in enumerate(self.cadres):
-            self.post(
-                "/assignments",
-                {
-                    "assignment_id": f"a-{cadre_id}",
-                    "team_id": "t",
-                    "cadre_id": cadre_id,
-                    "role": "first_secretary" if n == 0 else "member",
-                    "term_start": "2025-04-01",
-                },
-            )
 
 
 @pytest.fixture
 def services(
     kafka_bootstrap: str, make_database: Callable[[], str]
 ) -> Iterator[tuple[TestClient, TestClient]]:
-    dispatch = create_dispatch(settings("dispatch", kafka_bootstrap, make_database()))
-    attendance = create_attendance(settings("attendance", kafka_bootstrap, make_database()))
+    dispatch = create_dispatch(service_settings("dispatch", kafka_bootstrap, make_database()))
+    attendance = create_attendance(service_settings("attendance", kafka_bootstrap, make_database()))
     with TestClient(dispatch) as dispatch_client, TestClient(attendance) as attendance_client:
         yield dispatch_client, attendance_client
 
 
 @pytest.fixture
-def county(services: tuple[TestClient, TestClient]) -> County:
+def county(services: tuple[TestClient, TestClient]) -> StaffedCounty:
     dispatch, attendance = services
-    county = County(dispatch)
-    county.register()
+    county = StaffedCounty(
+        dispatch,
+        unassigned=1,
+        opened_on="2025-03-01",
+        formed_on="2025-03-15",
+        term_start="2025-04-01",
+        households=4,
+        categories=("lifted_out_of_poverty",),
+    ).register()
     # The replica learns the assignments from Kafka: wait until the last one is known.
     wait_until_replicated(attendance, county.cadres[-1], county)
     return county
 
 
-def wait_until_replicated(attendance: TestClient, cadre_id: str, county: County) -> None:
+def wait_until_replicated(attendance: TestClient, cadre_id: str, county: StaffedCounty) -> None:
     headers = bearer("org_admin", county=county.code)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        response = attendance.get(f"/cadres/{cadre_id}/leave", headers=headers)
-        if response.status_code == 200:
-            return
-        assert response.status_code == 409, response.text
-        assert response.json()["retryable"], response.text
-        time.sleep(0.2)
-    raise AssertionError(f"{cadre_id} never reached the attendance replica")
+
+    def answer() -> httpx.Response:
+        response: httpx.Response = attendance.get(f"/cadres/{cadre_id}/leave", headers=headers)
+        if response.status_code != 200:  # not yet: only ever a retryable refusal
+            assert response.status_code == 409, response.text
+            assert response.json()["retryable"], response.text
+        return response
+
+    wait_for(answer, lambda r: r.status_code == 200, what=f"{cadre_id} reaching the replica")
 
 
-def cadre_headers(cadre_id: str, county: County) -> dict[str, str]:
+def cadre_headers(cadre_id: str, county: StaffedCounty) -> dict[str, str]:
     return bearer("cadre", county=county.code, cadre=cadre_id)
 
 
-def township_headers(county: County, township: str = "t1") -> dict[str, str]:
+def township_headers(county: StaffedCounty, township: str = "t1") -> dict[str, str]:
     return bearer("township", county=county.code, township=township)
 
 
 def check_in(
     client: TestClient,
     cadre_id: str,
-    county: County,
+    county: StaffedCounty,
     occurred_at: str,
     location: dict[str, float] | None = None,
     check_in_id: str | None = None,
@@ -176,7 +103,7 @@ def check_in(
 
 
 def test_dispatch_events_reach_the_replica_and_a_check_in_is_accepted(
-    services: tuple[TestClient, TestClient], county: County, kafka_bootstrap: str
+    services: tuple[TestClient, TestClient], county: StaffedCounty, kafka_bootstrap: str
 ) -> None:
     _, attendance = services
     cadre_id = county.cadres[0]
@@ -195,11 +122,7 @@ def test_dispatch_events_reach_the_replica_and_a_check_in_is_accepted(
     assert again.json()["event_ids"] == []
 
     # Published on attendance.events.v1, keyed by the cadre, without coordinates.
-    runtime: ServiceRuntime = attendance.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.relay is not None
-    deadline = time.monotonic() + 20
-    while attendance.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until_published(attendance)
     published = [
         p
         for p in asyncio.run(
@@ -214,10 +137,10 @@ def test_dispatch_events_reach_the_replica_and_a_check_in_is_accepted(
 
 
 def test_a_cadre_without_an_assignment_is_refused_retryably(
-    services: tuple[TestClient, TestClient], county: County
+    services: tuple[TestClient, TestClient], county: StaffedCounty
 ) -> None:
     _, attendance = services
-    response = check_in(attendance, county.unassigned, county, "2025-04-02T01:00:00Z")
+    response = check_in(attendance, county.unassigned[0], county, "2025-04-02T01:00:00Z")
     assert response.status_code == 409
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.headers["retry-after"] == "5"
@@ -231,7 +154,7 @@ def test_a_cadre_without_an_assignment_is_refused_retryably(
 
 
 def test_a_batch_answers_per_item_and_stores_the_valid_ones(
-    services: tuple[TestClient, TestClient], county: County
+    services: tuple[TestClient, TestClient], county: StaffedCounty
 ) -> None:
     _, attendance = services
     cadre_id = county.cadres[1]
@@ -289,7 +212,7 @@ def test_a_batch_answers_per_item_and_stores_the_valid_ones(
 
 
 def test_a_scripted_month_closes_with_the_expected_figures(
-    services: tuple[TestClient, TestClient], county: County, kafka_bootstrap: str
+    services: tuple[TestClient, TestClient], county: StaffedCounty, kafka_bootstrap: str
 ) -> None:
     """April 2025 (30 days, on post all month): presence on 12 days by check-in and 5 by
     township confirmation, 2 days of personal leave, 3 days of village business, one
@@ -380,7 +303,7 @@ def test_a_scripted_month_closes_with_the_expected_figures(
 
 
 def test_roles_and_jurisdiction_are_enforced(
-    services: tuple[TestClient, TestClient], county: County
+    services: tuple[TestClient, TestClient], county: StaffedCounty
 ) -> None:
     _, attendance = services
     cadre_id, other = county.cadres[0], county.cadres[1]

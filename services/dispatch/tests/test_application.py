@@ -25,7 +25,7 @@ from zhucun.contracts.dispatch.events import (
     VillageCategory,
     registry,
 )
-from zhucun.dispatch.application import Dispatch, PolicyNotInForce, county_stream
+from zhucun.dispatch.application import Dispatch, county_stream
 from zhucun.dispatch.domain import (
     AppointTownshipLeader,
     AssignCadre,
@@ -56,9 +56,10 @@ from zhucun.shared.auth import Role as AccessRole
 from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, RecordedEvent
 from zhucun.shared.memory_store import InMemoryEventStore
-from zhucun.shared.policy import PolicyBook, PolicyPack
-from zhucun.shared.problems import ProblemError, rule_problem
-from zhucun.shared.rules import RuleViolation
+from zhucun.shared.policy import NoPolicyInForce, PolicyBook, PolicyPack, PolicySection
+from zhucun.shared.problems import PROBLEM_TYPE_BASE as PROBLEMS
+from zhucun.shared.problems import rule_problem
+from zhucun.shared.rules import OutsideJurisdiction, RuleViolation
 from zhucun.shared.store import NO_STREAM, AppendResult, StreamWrite
 
 pytestmark = pytest.mark.unit
@@ -94,9 +95,11 @@ class SpyPolicies:
     def __init__(self) -> None:
         self.asked: list[tuple[str, date]] = []
 
-    def in_force(self, jurisdiction: str, on: date) -> PolicyPack:
+    def pack_in_force(
+        self, jurisdiction: str, on: date, section: type[PolicySection]
+    ) -> PolicyPack:
         self.asked.append((jurisdiction, on))
-        return BOOK.in_force(jurisdiction, on)
+        return BOOK.pack_in_force(jurisdiction, on, section)
 
 
 class RecordingStore(InMemoryEventStore):
@@ -417,7 +420,7 @@ async def test_the_pack_in_force_on_the_day_is_the_one_recorded(dispatch: Dispat
 async def test_a_day_no_pack_covers_is_refused_as_invalid(store: RecordingStore) -> None:
     before_every_pack = use_cases(store, today=date(2020, 6, 1))
     command = RegisterVillage(**village("v1"), county=COUNTY)
-    with pytest.raises(PolicyNotInForce) as refused:
+    with pytest.raises(NoPolicyInForce) as refused:
         await before_every_pack.register_village(ADMIN, COUNTY, command, METADATA)
     problem = rule_problem(refused.value, service="dispatch")
     assert problem.status == 422
@@ -436,12 +439,10 @@ async def test_a_writer_acts_only_in_their_county(
         subject="admin-9", role=AccessRole.ORG_ADMIN, jurisdiction=Jurisdiction(county="539999")
     )
     command = RegisterVillage(**village("v1"), county=COUNTY)
-    with pytest.raises(ProblemError) as refused:
+    with pytest.raises(OutsideJurisdiction) as refused:
         await dispatch.register_village(elsewhere, COUNTY, command, METADATA)
-    assert (refused.value.status, refused.value.type.rsplit("/", 1)[1]) == (
-        403,
-        "forbidden-jurisdiction",
-    )
+    problem = rule_problem(refused.value, service="dispatch")
+    assert (problem.status, problem.type) == (403, PROBLEMS + "forbidden-jurisdiction")
     assert store.reads == []
     assert store.writes == []
 
@@ -451,15 +452,15 @@ async def test_readers_see_their_township_and_county_wide_resources(dispatch: Di
     await register(dispatch, ["v2"], [])
     assert (await dispatch.village(township("t1"), COUNTY, "v1")).township == "t1"
     assert (await dispatch.village(AUDITOR, COUNTY, "v1")).village_id == "v1"
-    with pytest.raises(ProblemError) as refused:
+    with pytest.raises(OutsideJurisdiction) as refused:
         await dispatch.village(township("t2"), COUNTY, "v1")
-    assert refused.value.status == 403
+    assert rule_problem(refused.value, service="dispatch").status == 403
     # On post in t1: only t1 sees the cadre; not on post: county-wide.
     assert (await dispatch.cadre(township("t1"), COUNTY, "c1")).cadre_id == "c1"
-    with pytest.raises(ProblemError):
+    with pytest.raises(OutsideJurisdiction):
         await dispatch.cadre(township("t2"), COUNTY, "c1")
     assert (await dispatch.cadre(township("t2"), COUNTY, "c4")).active_assignment is None
-    with pytest.raises(ProblemError):
+    with pytest.raises(OutsideJurisdiction):
         await dispatch.team(township("t2"), COUNTY, "team1")
 
     recall = RecallCadre(assignment_id="a2", reason="不在岗", recalled_on=date(2025, 6, 1))
@@ -554,7 +555,7 @@ async def test_unknown_ids_are_not_found(dispatch: Dispatch) -> None:
         (UnknownCadre("c9"), 404),
         (DatesOutOfOrder("a round closes after it opens"), 422),
         (CadreAlreadyAssigned("c1 is on post"), 409),
-        (PolicyNotInForce("no policy covers 513427 on 2020-06-01"), 422),
+        (NoPolicyInForce("no policy covers 513427 on 2020-06-01"), 422),
         (RoundNotClosed("r1"), 409),
     ],
 )

@@ -80,6 +80,7 @@ from zhucun.dispatch.domain import (
     round_report,
     stream_id,
 )
+from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyBook, PolicyPack
 
@@ -87,7 +88,7 @@ pytestmark = pytest.mark.unit
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 COUNTY = "530102"
-POLICY = PolicyBook.load(POLICIES).in_force(COUNTY, date(2025, 6, 1))
+POLICY = PolicyBook.load(POLICIES, sections=[DispatchPolicy]).in_force(COUNTY, date(2025, 6, 1))
 START = date(2025, 4, 1)
 FENCE = Geofence(latitude=25.04, longitude=102.71, radius_m=1500)
 
@@ -432,9 +433,9 @@ def test_weak_branch_village_must_get_a_first_secretary() -> None:
     with pytest.raises(WeakBranchVillageNeedsFirstSecretary) as refused:
         when(given(*events), close)
     assert refused.value.village_ids == ("v1",)
-    relaxed_rules = POLICY.dispatch_rules().model_copy(
-        update={"weak_branch_village_requires_first_secretary": False}
-    )
+    relaxed_rules = POLICY.rules(DispatchPolicy).model_dump() | {
+        "weak_branch_village_requires_first_secretary": False
+    }
     relaxed = POLICY.model_copy(update={"version": "relaxed", "dispatch": relaxed_rules})
     assert isinstance(when(given(*events), close, relaxed)[0], RoundClosed)
 

@@ -6,35 +6,28 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
-from zhucun.dispatch.app import SOURCE, TOPIC, create_app
-from zhucun.shared.auth import mint_token
-from zhucun.shared.envelope import RecordedEvent, from_kafka
-from zhucun.shared.service import ServiceRuntime
-from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
+from zhucun.contracts.dispatch import SOURCE, TOPIC
+from zhucun.dispatch.app import create_app
+from zhucun.shared.service import service_runtime
+from zhucun.shared.store import PostgresEventStore
+from zhucun.shared.testing import (
+    bearer,
+    portal,
+    read_topic,
+    service_settings,
+    wait_until_published,
+)
 
 pytestmark = pytest.mark.integration
 
-AUTH = AuthSettings()
 FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1500}
-
-
-def token(role: str = "org_admin", *, county: str | None = None, **claims: str) -> str:
-    return mint_token(AUTH, subject=f"{role}-1", role=role, county=county, **claims)
-
-
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
 
 
 @pytest.fixture
@@ -44,13 +37,8 @@ def county() -> str:
 
 @pytest.fixture
 def client(kafka_bootstrap: str, fresh_database: str) -> Iterator[TestClient]:
-    settings = ServiceSettings(
-        service_name="dispatch",
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(fresh_database)),
-    )
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+    with TestClient(create_app(service_settings("dispatch", kafka_bootstrap, fresh_database))) as c:
+        yield c
 
 
 class Admin:
@@ -59,7 +47,8 @@ class Admin:
     def __init__(self, client: TestClient, county: str) -> None:
         self.client = client
         self.county = county
-        self.headers = bearer(token(county=county))
+        # One subject, so the events' actor is known: ``org_admin-1:org_admin``.
+        self.headers = bearer("org_admin", subject="org_admin-1", county=county)
 
     def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         response = self.client.post(
@@ -121,40 +110,6 @@ def setup_round(admin: Admin) -> None:
                           "formed_on": "2025-03-15"})  # fmt: skip
 
 
-async def read_topic(bootstrap: str) -> list[tuple[bytes, RecordedEvent]]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        (described,) = await admin.describe_topics([TOPIC])
-    finally:
-        await admin.close()
-    numbers = sorted(p["partition"] for p in described["partitions"])
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(TOPIC, p) for p in numbers]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[tuple[bytes, RecordedEvent]] = []
-
-        async def behind() -> bool:
-            return any([await consumer.position(tp) < end[tp] for tp in partitions])
-
-        while await behind():
-            for batch in (await consumer.getmany(timeout_ms=1000)).values():
-                for r in batch:
-                    headers = dict(r.headers)
-                    if headers.get("ce_source") != SOURCE.encode():
-                        continue
-                    event, _ = from_kafka(r.headers, r.value)
-                    assert r.key is not None
-                    records.append((r.key, event))
-        return records
-    finally:
-        await consumer.stop()
-
-
 KEY_FIELDS = {
     "dispatch.CadreRegistered": "cadre_id",
     "dispatch.CadreAssigned": "cadre_id",
@@ -194,16 +149,13 @@ def test_a_county_round_end_to_end(client: TestClient, county: str, kafka_bootst
     assert admin.get("/replacement-obligations") == []
 
     # Published on dispatch.events.v1 with the right keys and CloudEvents headers.
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    assert runtime.relay is not None
-    deadline = time.monotonic() + 20
-    while client.portal.call(runtime.relay.lag) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    stored = client.portal.call(runtime.event_store().read_stream, f"dispatch-county-{county}")
-    published = {e.event_id: (key, e) for key, e in asyncio.run(read_topic(kafka_bootstrap))}
+    wait_until_published(client)
+    stored = portal(client).call(runtime_store(client).read_stream, f"dispatch-county-{county}")
+    on_topic = asyncio.run(read_topic(kafka_bootstrap, TOPIC, source=SOURCE))
+    published = {p.event.event_id: (p.key, p.event) for p in on_topic}
     for event in stored:
-        key, on_topic = published[event.event_id]
-        assert on_topic == event
+        key, on_topic_event = published[event.event_id]
+        assert on_topic_event == event
         field = KEY_FIELDS[event.event_type]
         assert key == str(event.data[field]).encode()
         assert event.actor == "org_admin-1:org_admin"
@@ -212,7 +164,7 @@ def test_a_county_round_end_to_end(client: TestClient, county: str, kafka_bootst
 def test_one_of_two_concurrent_assignments_of_a_cadre_wins(client: TestClient, county: str) -> None:
     admin = Admin(client, county)
     setup_round(admin)
-    other = bearer(mint_token(AUTH, subject="admin-2", role="org_admin", county=county))
+    other = bearer("org_admin", subject="admin-2", county=county)
     results: list[httpx.Response] = []
     barrier = threading.Barrier(2)
 
@@ -232,13 +184,12 @@ def test_one_of_two_concurrent_assignments_of_a_cadre_wins(client: TestClient, c
     refused = next(r for r in results if r.status_code == 409).json()
     assert refused["code"] == "cadre_already_assigned"
     assert refused["type"].endswith("/dispatch/cadre-already-assigned")
-    stored = client.portal.call(runtime_store(client).read_stream, f"dispatch-county-{county}")
+    stored = portal(client).call(runtime_store(client).read_stream, f"dispatch-county-{county}")
     assert [e.event_type for e in stored].count("dispatch.CadreAssigned") == 1
 
 
-def runtime_store(client: TestClient) -> Any:
-    runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-    return runtime.event_store()
+def runtime_store(client: TestClient) -> PostgresEventStore:
+    return service_runtime(client.app).event_store()
 
 
 def test_roles_and_jurisdiction(client: TestClient, county: str) -> None:
@@ -246,18 +197,18 @@ def test_roles_and_jurisdiction(client: TestClient, county: str) -> None:
     admin.post("/villages", village("v1"))
     path = f"/counties/{county}/villages"
     assert client.post(path, json=village("v2")).status_code == 401
-    township = bearer(token("township", county=county, township="t1"))
+    township = bearer("township", county=county, township="t1")
     refused = client.post(path, json=village("v2"), headers=township)
     assert refused.status_code == 403
     assert refused.json()["type"].endswith("/forbidden-role")
-    elsewhere = bearer(token(county="539999"))
+    elsewhere = bearer("org_admin", county="539999")
     refused = client.post(path, json=village("v2"), headers=elsewhere)
     assert refused.status_code == 403
     assert refused.json()["type"].endswith("/forbidden-jurisdiction")
     # Reads: the township of the village, an auditor; not another township.
     assert client.get(f"{path}/v1", headers=township).status_code == 200
-    assert client.get(f"{path}/v1", headers=bearer(token("auditor"))).status_code == 200
-    other_township = bearer(token("township", county=county, township="t9"))
+    assert client.get(f"{path}/v1", headers=bearer("auditor")).status_code == 200
+    other_township = bearer("township", county=county, township="t9")
     assert client.get(f"{path}/v1", headers=other_township).status_code == 403
     assert client.get(f"{path}/v1", headers=elsewhere).status_code == 403
 
@@ -274,7 +225,7 @@ def test_unknown_ids_are_404_and_invalid_input_422(client: TestClient, county: s
     problem = admin.post("/villages", village("v1", "not_a_category"), 422)
     assert problem["type"].endswith("/validation-error")
     assert any(error["location"][:3] == ["body", "categories", 0] for error in problem["errors"])
-    assert client.portal.call(runtime_store(client).read_all) == []
+    assert portal(client).call(runtime_store(client).read_all) == []
 
 
 def test_recall_replacement_handover_reinforcement_leader_and_matching(

@@ -55,7 +55,8 @@ from zhucun.shared.auth import Jurisdiction, Principal, Role
 from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.memory_store import InMemoryEventStore
-from zhucun.shared.problems import ProblemError
+from zhucun.shared.problems import PROBLEM_TYPE_BASE, rule_problem
+from zhucun.shared.rules import OutsideJurisdiction
 from zhucun.shared.store import NO_STREAM, AppendResult, StreamWrite
 
 pytestmark = pytest.mark.unit
@@ -76,8 +77,10 @@ def metadata(at: datetime = LATE_EVENING) -> EventMetadata:
     return EventMetadata(occurred_at=at, actor="a1:org_admin")
 
 
-def forbidden(error: pytest.ExceptionInfo[ProblemError]) -> bool:
-    return error.value.status == 403 and error.value.type.endswith("/forbidden-jurisdiction")
+def forbidden(error: pytest.ExceptionInfo[OutsideJurisdiction]) -> bool:
+    """The jurisdiction refusal every service answers alike: 403, unprefixed."""
+    problem = rule_problem(error.value, service="projections")
+    return (problem.status, problem.type) == (403, PROBLEM_TYPE_BASE + "forbidden-jurisdiction")
 
 
 # --- in-memory stand-ins for the PostgreSQL readers --------------------------------------------
@@ -337,12 +340,12 @@ async def test_a_decision_outside_the_read_model_or_the_county_is_refused_unwrit
     await recommend(dismissal.store, "d-3")  # in the store, not (yet) in the read model
     with pytest.raises(UnknownDecision):
         await dismissal.dismiss(ADMIN, "d-3", "x", metadata())
-    with pytest.raises(ProblemError) as outside:
+    with pytest.raises(OutsideJurisdiction) as outside:
         await dismissal.dismiss(OUTSIDER, DECISION, "x", metadata())
     assert forbidden(outside)
     # A cadre whose county is not known yet is nobody's county's to dismiss.
     dismissal.read_model.decisions[0] = recall_decision(DECISION, CADRE, None)
-    with pytest.raises(ProblemError) as unplaced:
+    with pytest.raises(OutsideJurisdiction) as unplaced:
         await dismissal.dismiss(ADMIN, DECISION, "x", metadata())
     assert forbidden(unplaced)
     assert len(await dismissal.stream()) == 1
@@ -447,7 +450,7 @@ async def test_county_lists_are_read_within_the_principals_county(
         queries.county_decisions(ADMIN, OTHER, "all", 5),
         queries.pool(COUNTY_AUDITOR, OTHER, "reserve", "active", 5),
     ):
-        with pytest.raises(ProblemError) as refused:
+        with pytest.raises(OutsideJurisdiction) as refused:
             await read
         assert forbidden(refused)
     assert len(read_model.asked) == 2  # refused before anything was read
@@ -476,7 +479,7 @@ async def test_a_cadre_and_a_decision_are_read_within_the_principals_county(
         queries.cadre(COUNTY_AUDITOR, "c-3"),
         queries.decision(ADMIN, "d-3"),
     ):
-        with pytest.raises(ProblemError) as refused:
+        with pytest.raises(OutsideJurisdiction) as refused:
             await read
         assert forbidden(refused)
 
@@ -569,7 +572,7 @@ async def test_a_file_is_read_where_one_of_its_events_names_the_principals_count
             queries.read(principal, cadre_id, FileQuery()),
             queries.export(principal, cadre_id, "csv"),
         ):
-            with pytest.raises(ProblemError) as refused:
+            with pytest.raises(OutsideJurisdiction) as refused:
                 await attempt
             assert forbidden(refused)
 

@@ -15,34 +15,33 @@ import asyncio
 import csv
 import io
 import json
-import random
-import time
 import types
 import typing
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from functools import partial
 from typing import Any
 
 import asyncpg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 
-from zhucun.assessment.app import SOURCE as ASSESSMENT_SOURCE
 from zhucun.assessment.app import create_app as create_assessment
-from zhucun.attendance.app import SOURCE as ATTENDANCE_SOURCE
 from zhucun.attendance.app import create_app as create_attendance
+from zhucun.contracts.assessment import SOURCE as ASSESSMENT_SOURCE
 from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
 from zhucun.contracts.assessment import events as assessment
+from zhucun.contracts.attendance import SOURCE as ATTENDANCE_SOURCE
 from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
+from zhucun.contracts.dispatch import SOURCE as DISPATCH_SOURCE
 from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
 from zhucun.contracts.dispatch import events as dispatch
-from zhucun.dispatch.app import SOURCE as DISPATCH_SOURCE
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
 from zhucun.projections.audit import (
@@ -53,17 +52,20 @@ from zhucun.projections.audit import (
     summarize,
 )
 from zhucun.projections.sources import SHANGHAI, union_registry
-from zhucun.shared.auth import mint_token
 from zhucun.shared.envelope import RecordedEvent
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.projection import Delivery
-from zhucun.shared.service import ServiceRuntime
-from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
-from zhucun.shared.store import create_pool
-from zhucun.shared.testing import PublishedEvent, read_topic
+from zhucun.shared.testing import (
+    PublishedEvent,
+    StaffedCounty,
+    bearer,
+    read_topic,
+    service_settings,
+    transaction,
+    wait_for,
+    wait_until_published,
+)
 
-AUTH = AuthSettings()
-FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
 INSIDE = {"latitude": 25.045, "longitude": 102.71}  # ~556 m north of the centre
 REGISTRIES = [dispatch.registry, attendance.registry, assessment.registry, decisions.registry]
 
@@ -241,27 +243,18 @@ class Feed:
         return Delivery(topic, 0, self.offset, recorded, source, event)
 
 
-@pytest.fixture
-async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(fresh_database)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 async def _apply(pool: asyncpg.Pool, projection: AuditTrail, batch: list[Delivery]) -> None:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         await projection.apply(conn, batch)
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("split", [1, 2, 4])
 async def test_a_handover_is_in_both_files_whatever_the_batches(
-    pool: asyncpg.Pool, split: int
+    fresh_pool: asyncpg.Pool, split: int
 ) -> None:
     projection = AuditTrail("audit_unit")
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(fresh_pool) as conn:
         await projection.migrate(conn)
     feed = Feed()
     deliveries = [
@@ -281,10 +274,10 @@ async def test_a_handover_is_in_both_files_whatever_the_batches(
     ]
     size = -(-len(deliveries) // split)
     for start in range(0, len(deliveries), size):
-        await _apply(pool, projection, deliveries[start : start + size])
-    await _apply(pool, projection, deliveries)  # again: nothing changes
+        await _apply(fresh_pool, projection, deliveries[start : start + size])
+    await _apply(fresh_pool, projection, deliveries)  # again: nothing changes
 
-    reader = AuditTrailReader(pool, "audit_unit")
+    reader = AuditTrailReader(fresh_pool, "audit_unit")
     old = (await reader.cadre_file("old")).items
     new = (await reader.cadre_file("new")).items
     handover = ["HandoverOpened", "HandoverItemCompleted", "HandoverCompleted"]
@@ -293,33 +286,10 @@ async def test_a_handover_is_in_both_files_whatever_the_batches(
     assert [e.event_id for e in old] == [d.event.event_id for d in deliveries[:3]]
     assert new[-1].source == "attendance"
     assert new[-1].topic == ATTENDANCE_TOPIC
-    assert await pool.fetchval('SELECT count(*) FROM "audit_unit".audit_trail') == 7
+    assert await fresh_pool.fetchval('SELECT count(*) FROM "audit_unit".audit_trail') == 7
 
 
 # --- integration (Kafka and PostgreSQL): the four services ----------------------------------
-
-
-def bearer(role: str, **claims: str) -> dict[str, str]:
-    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
-    return ServiceSettings(
-        service_name=name,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(dsn)),
-    )
-
-
-def wait_for(what: str, ready: Callable[[], Any], seconds: float = 30) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = ready()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 class History:
@@ -329,10 +299,17 @@ class History:
     def __init__(self, clients: dict[str, TestClient], kafka_bootstrap: str) -> None:
         self.clients = clients
         self.kafka_bootstrap = kafka_bootstrap
-        self.county = f"53{random.randint(1000, 9999)}"
-        suffix = uuid.uuid4().hex[:8]
-        self.village = f"v-{suffix}"
-        self.cadre = f"c-{suffix}"
+        # One cadre, first secretary of a team of one from 1 April.
+        self.staffed = StaffedCounty(
+            clients["dispatch"],
+            cadres=1,
+            opened_on="2025-03-01",
+            formed_on="2025-03-15",
+            term_start="2025-04-01",
+        )
+        self.county = self.staffed.code
+        self.village = self.staffed.village
+        (self.cadre,) = self.staffed.cadres
         self.admin = bearer("org_admin", county=self.county)
         self.township = bearer("township", county=self.county, township="t1")
         self.auditor = bearer("auditor")
@@ -342,63 +319,16 @@ class History:
         assert response.status_code in (200, 201), response.text
         return response.json()
 
-    def dispatch(self, path: str, body: dict[str, Any]) -> None:
-        self.call("dispatch", "POST", f"/counties/{self.county}{path}", body, self.admin)
-
     def run_dispatch(self) -> None:
-        self.dispatch(
-            "/villages",
-            {
-                "village_id": self.village,
-                "name": "村",
-                "township": "t1",
-                "categories": ["key_assistance"],
-                "geofence": FENCE,
-                "households": 120,
-                "monitored_population": 10,
-            },
-        )
-        self.dispatch(
-            "/cadres",
-            {
-                "cadre_id": self.cadre,
-                "sending_unit": "市农业农村局",
-                "unit_kind": "line_department",
-                "unit_level": "city",
-                "birth_year": 1984,
-                "party_member_since": "2008-07-01",
-                "rural_experience_years": 2,
-                "skills": [],
-            },
-        )
-        self.dispatch("/rounds", {"round_id": "r", "name": "2025", "opened_on": "2025-03-01"})
-        self.dispatch(
-            "/teams",
-            {
-                "team_id": "t",
-                "round_id": "r",
-                "village_id": self.village,
-                "formed_on": "2025-03-15",
-            },
-        )
-        self.dispatch(
-            "/assignments",
-            {
-                "assignment_id": f"a-{self.cadre}",
-                "team_id": "t",
-                "cadre_id": self.cadre,
-                "role": "first_secretary",
-                "term_start": "2025-04-01",
-            },
-        )
+        self.staffed.register()
         # The other services learn the assignment from Kafka.
         for service, path in (("attendance", "leave"), ("assessment", "record")):
             client = self.clients[service]
+            url = f"/cadres/{self.cadre}/{path}"
             wait_for(
-                f"{service} knows the assignment",
-                lambda c=client, p=path: (
-                    c.get(f"/cadres/{self.cadre}/{p}", headers=self.admin).status_code == 200
-                ),
+                partial(client.get, url, headers=self.admin),
+                lambda response: response.status_code == 200,
+                what=f"{service} knowing the assignment",
             )
 
     def run_attendance(self) -> None:
@@ -429,11 +359,7 @@ class History:
         """What the three services published about the cadre, once their relays are idle,
         in file order."""
         for name in ("dispatch", "attendance", "assessment"):
-            client = self.clients[name]
-            runtime: ServiceRuntime = client.app.state.runtime  # type: ignore[attr-defined]
-            relay = runtime.relay
-            assert relay is not None
-            wait_for(f"{name} published", lambda c=client, r=relay: c.portal.call(r.lag) == 0)
+            wait_until_published(self.clients[name])
         found: list[PublishedEvent] = []
         for topic, source in (
             (DISPATCH_TOPIC, DISPATCH_SOURCE),
@@ -450,12 +376,11 @@ class History:
     def caught_up(self, count: int) -> list[dict[str, Any]]:
         """The cadre's whole file, once it holds ``count`` events."""
 
-        def ready() -> list[dict[str, Any]] | None:
-            items: list[dict[str, Any]] = self.file(limit=1000)["items"]
-            return items if len(items) >= count else None
+        def items() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = self.file(limit=1000)["items"]
+            return found
 
-        found: list[dict[str, Any]] = wait_for("the audit trail caught up", ready)
-        return found
+        return wait_for(items, lambda found: len(found) >= count, what="the trail catching up")
 
     def file(self, headers: Any = None, **params: Any) -> Any:
         response = self.clients["projections"].get(
@@ -472,12 +397,13 @@ def _service(source: str) -> str:
 @pytest.fixture
 def history(kafka_bootstrap: str, make_database: Callable[[], str]) -> Iterator[History]:
     apps = {
-        "dispatch": create_dispatch(settings("dispatch", kafka_bootstrap, make_database())),
-        "attendance": create_attendance(settings("attendance", kafka_bootstrap, make_database())),
-        "assessment": create_assessment(settings("assessment", kafka_bootstrap, make_database())),
-        "projections": create_projections(
-            settings("projections", kafka_bootstrap, make_database())
-        ),
+        name: create(service_settings(name, kafka_bootstrap, make_database()))
+        for name, create in (
+            ("dispatch", create_dispatch),
+            ("attendance", create_attendance),
+            ("assessment", create_assessment),
+            ("projections", create_projections),
+        )
     }
     with (
         TestClient(apps["dispatch"]) as d,
@@ -635,7 +561,7 @@ def test_the_file_exports_as_csv_and_json(history: History) -> None:
 
 @pytest.mark.integration
 def test_only_auditors_and_the_county_read_a_file(history: History) -> None:
-    wait_for("the audit trail has the cadre", lambda: history.file()["items"])
+    wait_for(lambda: history.file()["items"], what="the audit trail having the cadre")
     client = history.clients["projections"]
     file, export = f"/cadres/{history.cadre}/file", f"/cadres/{history.cadre}/file/export"
     refused = {

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-import time
-import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from zhucun.attendance.app import create_app as create_attendance
@@ -24,39 +21,16 @@ from zhucun.cli.main import app as cli
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
 from zhucun.projections.decisions.rules import decision_id
-from zhucun.shared.auth import mint_token
-from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
-from zhucun.shared.testing import read_topic
+from zhucun.shared.testing import StaffedCounty, bearer, read_topic, service_settings, wait_for
 
 pytestmark = pytest.mark.integration
 
-AUTH = AuthSettings()
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
-FENCE = {"latitude": 25.04, "longitude": 102.71, "radius_m": 1000}
 
 
-def bearer(role: str, **claims: str) -> dict[str, str]:
-    token = mint_token(AUTH, subject=f"{role}-{uuid.uuid4().hex[:6]}", role=role, **claims)
-    return {"Authorization": f"Bearer {token}"}
-
-
-def settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
-    return ServiceSettings(
-        service_name=name,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(dsn)),
-    )
-
-
-def wait_for(read: Callable[[], Any], ready: Callable[[Any], bool], seconds: float = 40) -> Any:
+def caught_up(read: Callable[[], Any], ready: Callable[[Any], bool]) -> Any:
     """Poll a read until the projections have caught up (they follow Kafka)."""
-    deadline = time.monotonic() + seconds
-    value = read()
-    while not ready(value) and time.monotonic() < deadline:
-        time.sleep(0.3)
-        value = read()
-    assert ready(value), value
-    return value
+    return wait_for(read, ready, seconds=40, interval=0.3, what="the read model catching up")
 
 
 @pytest.fixture
@@ -69,12 +43,14 @@ def system(
     kafka_bootstrap: str, make_database: Callable[[], str], projections_dsn: str
 ) -> Iterator[tuple[TestClient, TestClient, TestClient]]:
     with (
-        TestClient(create_dispatch(settings("dispatch", kafka_bootstrap, make_database()))) as d,
         TestClient(
-            create_attendance(settings("attendance", kafka_bootstrap, make_database()))
+            create_dispatch(service_settings("dispatch", kafka_bootstrap, make_database()))
+        ) as d,
+        TestClient(
+            create_attendance(service_settings("attendance", kafka_bootstrap, make_database()))
         ) as a,
         TestClient(
-            create_projections(settings("projections", kafka_bootstrap, projections_dsn))
+            create_projections(service_settings("projections", kafka_bootstrap, projections_dsn))
         ) as p,
     ):
         yield d, a, p
@@ -87,72 +63,14 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
     tmp_path: Path,
 ) -> None:
     dispatch, attendance, projections = system
-    county = f"53{random.randint(1000, 9999)}"
-    suffix = uuid.uuid4().hex[:8]
-    village, team = f"v-{suffix}", f"team-{suffix}"
-    cadres = [f"c{n}-{suffix}" for n in range(1, 4)]
+    staffed = StaffedCounty(dispatch).register()
+    county, cadres = staffed.code, staffed.cadres
     admin = bearer("org_admin", county=county)
 
     def post(client: TestClient, path: str, body: dict[str, Any] | None = None) -> Any:
         response = client.post(path, json=body, headers=admin)
         assert response.status_code in (200, 201), response.text
         return response.json()
-
-    post(
-        dispatch,
-        f"/counties/{county}/villages",
-        {
-            "village_id": village,
-            "name": "村",
-            "township": "t1",
-            "categories": ["key_assistance"],
-            "geofence": FENCE,
-            "households": 120,
-            "monitored_population": 10,
-        },
-    )
-    for cadre_id in cadres:
-        post(
-            dispatch,
-            f"/counties/{county}/cadres",
-            {
-                "cadre_id": cadre_id,
-                "sending_unit": "市农业农村局",
-                "unit_kind": "line_department",
-                "unit_level": "city",
-                "birth_year": 1984,
-                "party_member_since": "2008-07-01",
-                "rural_experience_years": 2,
-                "skills": [],
-            },
-        )
-    post(
-        dispatch,
-        f"/counties/{county}/rounds",
-        {"round_id": "r", "name": "2025", "opened_on": "2025-01-01"},
-    )
-    post(
-        dispatch,
-        f"/counties/{county}/teams",
-        {
-            "team_id": team,
-            "round_id": "r",
-            "village_id": village,
-            "formed_on": "2025-01-01",
-        },
-    )
-    for n, cadre_id in enumerate(cadres):
-        post(
-            dispatch,
-            f"/counties/{county}/assignments",
-            {
-                "assignment_id": f"a-{cadre_id}",
-                "team_id": team,
-                "cadre_id": cadre_id,
-                "role": "first_secretary" if n == 0 else "member",
-                "term_start": "2025-01-01",
-            },
-        )
 
     # Nobody reported any presence in January and February: both closes are short of the
     # required days (rule 1, two consecutive months), once attendance's replica knows them.
@@ -161,9 +79,9 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
         return response.json() if response.status_code == 200 else {"cadres": []}
 
     for month in ("2025-01", "2025-02"):
-        result = wait_for(
-            lambda m=month: close(m), lambda r: r.get("closed", 0) + r.get("already_closed", 0) == 3
-        )  # type: ignore[misc]
+        result = caught_up(
+            partial(close, month), lambda r: r.get("closed", 0) + r.get("already_closed", 0) == 3
+        )
         assert result["refused"] == 0
 
     def decisions_of(cadre_id: str) -> Any:
@@ -172,7 +90,7 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
 
     first, second, third = cadres
     expected = decision_id(first, 1, "2025-02")
-    view = wait_for(lambda: decisions_of(first), lambda v: len(v["decisions"]) == 1)
+    view = caught_up(lambda: decisions_of(first), lambda v: len(v["decisions"]) == 1)
     (decision,) = view["decisions"]
     assert decision["decision_id"] == expected
     assert (decision["rule"], decision["key"], decision["status"]) == (1, "2025-02", "recommended")
@@ -184,7 +102,7 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
     assert "2 consecutive closed months" in decision["reason"]
 
     # The county's open decisions list all three.
-    listed = wait_for(
+    listed = caught_up(
         lambda: projections.get(f"/counties/{county}/decisions", headers=admin).json(),
         lambda body: len(body["items"]) == 3,
     )
@@ -201,7 +119,7 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
             "recalled_on": "2025-03-05",
         },
     )
-    view = wait_for(
+    view = caught_up(
         lambda: decisions_of(first), lambda v: v["decisions"][0]["status"] == "executed"
     )
     assert view["decisions"][0]["status_on"] == "2025-03-05"
@@ -213,7 +131,7 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
     )
     assert response.status_code == 200, response.text
     assert response.json()["duplicate"] is False
-    view = wait_for(
+    view = caught_up(
         lambda: decisions_of(second), lambda v: v["decisions"][0]["status"] == "dismissed"
     )
     assert view["decisions"][0]["dismissal_reason"] == "hospitalised"
@@ -267,7 +185,7 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
         records = asyncio.run(read_topic(kafka_bootstrap, "decisions.events.v1"))
         return [r for r in records if r.event.data.get("cadre_id") in cadres]
 
-    records = wait_for(published, lambda rs: len(rs) == 5)
+    records = caught_up(published, lambda rs: len(rs) == 5)
     types = sorted((r.event.data["cadre_id"], r.event.event_type) for r in records)
     assert types == sorted(
         [

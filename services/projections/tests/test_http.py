@@ -27,13 +27,14 @@ from zhucun.projections.decisions.queries import (
     RecallDecision,
 )
 from zhucun.projections.errors import InvalidCursor
-from zhucun.shared.auth import mint_token
 from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
+from zhucun.shared.http import provide_use_cases
 from zhucun.shared.memory_store import InMemoryEventStore
 from zhucun.shared.problems import PROBLEM_TYPE_BASE
-from zhucun.shared.settings import AuthSettings, ServiceSettings
+from zhucun.shared.settings import ServiceSettings
 from zhucun.shared.store import NO_STREAM
+from zhucun.shared.testing import bearer
 
 pytestmark = pytest.mark.unit
 
@@ -106,11 +107,6 @@ class OneDecision:
         return []
 
 
-def bearer(role: str, county: str | None = None) -> dict[str, str]:
-    token = mint_token(AuthSettings(), subject=f"{role}-1", role=role, county=county)
-    return {"Authorization": f"Bearer {token}"}
-
-
 ADMIN = bearer("org_admin", county=COUNTY)
 AUDITOR = bearer("auditor")
 
@@ -140,7 +136,7 @@ async def store() -> InMemoryEventStore:
 def client(store: InMemoryEventStore) -> TestClient:
     app = create_app(ServiceSettings(service_name="projections"))
     commands = CommandPath(store, registry, StateCache())
-    app.state.read_side = lambda: ReadSide.over(NoFiles(), OneDecision(), commands)
+    provide_use_cases(app, lambda: ReadSide.over(NoFiles(), OneDecision(), commands))
     return TestClient(app)  # not entered: no lifespan, no database
 
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from zhucun.projections.decisions import rules
+from zhucun.projections.decisions.policy import DECISION_SECTIONS, DecisionPolicy
 from zhucun.projections.decisions.rules import Decision, Fact, Packs, PoolEntry, Verdict, evaluate
 from zhucun.shared.policy import PolicyBook, PolicyPack
 
 pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[3]
-BOOK = PolicyBook.load(REPO / "policies")
+BOOK = PolicyBook.load(REPO / "policies", sections=DECISION_SECTIONS)
 
 REFERENCE = "reference-2021"
 LIANGSHAN = "liangshan-2025"
@@ -233,7 +234,7 @@ def what_if(**decisions: object) -> PolicyPack:
     return base.model_copy(
         update={
             "version": "what-if",
-            "decisions": base.decision_rules().model_copy(update=decisions),
+            "decisions": base.rules(DecisionPolicy).model_dump() | decisions,
         }
     )
 

@@ -41,14 +41,16 @@ def what_if(
     difference with the live decisions: who would have been recalled or pooled, or not, and
     why."""
     from zhucun.cli.progress import progress_bar
+    from zhucun.projections.decisions.policy import DECISION_SECTIONS, DecisionPolicy, LeaveLimit
     from zhucun.projections.decisions.whatif import what_if as run_what_if
     from zhucun.shared.policy import PolicyError, load_pack
     from zhucun.shared.settings import ServiceSettings
 
     try:
-        pack = load_pack(policy)
-        pack.decision_rules()
-        pack.attendance_rules()
+        # The sections the read side applies, validated (errors name the file and the field).
+        pack = load_pack(policy, DECISION_SECTIONS)
+        pack.rules(DecisionPolicy)
+        pack.rules(LeaveLimit)
     except PolicyError as error:
         raise typer.BadParameter(str(error), param_hint="--policy") from error
     target = required_dsn(dsn, "--dsn", PROJECTIONS_DATABASE)

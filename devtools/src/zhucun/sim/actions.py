@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Literal
-from zoneinfo import ZoneInfo
 
 from zhucun.contracts.assessment.events import AnnualGrade, InspectionKind, TalkBy
 from zhucun.contracts.attendance.events import LeaveKind, SpotCheckResult
 from zhucun.contracts.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from zhucun.shared.china import SHANGHAI as SHANGHAI
 
 
 def moment(day: date, hour: int = 9, minute: int = 0) -> datetime:

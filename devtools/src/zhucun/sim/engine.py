@@ -27,6 +27,7 @@ from zhucun.attendance.domain import commands as tc
 from zhucun.attendance.domain.days import local_day, month_bounds, month_key
 from zhucun.attendance.domain.geo import DISTANCE_ROUNDING_M, evaluate_location
 from zhucun.attendance.domain.leave import approval_level
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     CheckInRecorded,
@@ -371,7 +372,7 @@ class Engine:
                 if inside:
                     month.presence.add(day)
             return []
-        rules = self.pack(post.county, action.days[0][0]).attendance_rules()
+        rules = self.pack(post.county, action.days[0][0]).rules(AttendancePolicy)
         out: list[tuple[str, DomainEvent]] = []
         for item in action.items():
             day = local_day(item.occurred_at)
@@ -456,7 +457,7 @@ class Engine:
         first, last = month_bounds(month_name)
         month = self._open_month(cadre_id, month_name)
         pack = self.pack(post.county, last)
-        rules = pack.attendance_rules()
+        rules = pack.rules(AttendancePolicy)
         end = post.ended_on or last
         start = max(first, post.term_start)
         in_post = {start + timedelta(days=n) for n in range((min(last, end) - start).days + 1)}

@@ -21,11 +21,14 @@ from datetime import date, timedelta
 from typing import Literal
 
 from zhucun.assessment.domain.periods import quarter_bounds
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.attendance.domain.days import month_bounds, parse_month
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.assessment.events import AnnualGrade
 from zhucun.contracts.attendance.events import LeaveKind
 from zhucun.contracts.dispatch.events import Role
-from zhucun.shared.policy import AttendancePolicy, PolicyPack
+from zhucun.projections.decisions.policy import DecisionPolicy
+from zhucun.shared.policy import PolicyPack
 from zhucun.sim.world import Behaviour, Cadre
 
 Fate = Literal["approve", "reject", "cancel"]
@@ -254,7 +257,7 @@ def plan_cadre(
                 for i in rng.sample(in_year, min(len(in_year), rng.randint(0, 2))):
                     absences[i] = absences.get(i, 0) + 1
         if trait == "long_leave" and fullest is not None:
-            limit = packs[fullest].attendance_rules().annual_leave_limit_days
+            limit = packs[fullest].rules(AttendancePolicy).annual_leave_limit_days
             leaves.extend(_long_leave(rng, cadre.cadre_id, calendar, fullest, limit, reserved))
         for quarter in quarters:
             bands[quarter] = "fairly_good" if rng.random() < 0.65 else "average"
@@ -314,7 +317,7 @@ def plan_cadre(
 
     satisfaction = {}
     for year in calendar.years():
-        threshold = packs[year].decision_rules().publicise_villager_satisfaction_min
+        threshold = packs[year].rules(DecisionPolicy).publicise_villager_satisfaction_min
         satisfaction[year] = round(
             {
                 Behaviour.EXCELLENT: rng.uniform(threshold + 0.5, min(100.0, threshold + 4.5)),
@@ -745,7 +748,7 @@ def _visits(
 def band_scores(rng: random.Random, band: Band, pack: PolicyPack) -> tuple[float, float, float]:
     """(township, villagers, county panel) scores, each 0-100 with one decimal, all drawn in
     the band's range so that their weighted sum lands in the band (the weights sum to 100)."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     good, fairly, average = (
         rules.quarterly_good_min,
         rules.quarterly_fairly_good_min,

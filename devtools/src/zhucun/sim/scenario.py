@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from zhucun.assessment.domain.periods import quarter_bounds
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import (
     capped_grade,
     excellent_cap,
@@ -40,9 +41,12 @@ from zhucun.assessment.domain.rules import (
     rank_lists,
 )
 from zhucun.attendance.domain.days import month_bounds
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.assessment.events import AnnualGrade, InspectionKind, QuarterlyGrade, TalkBy
 from zhucun.contracts.attendance.events import SpotCheckResult
 from zhucun.dispatch.domain.lookups import add_months
+from zhucun.dispatch.domain.policy import DispatchPolicy
+from zhucun.projections.decisions.policy import DecisionPolicy
 from zhucun.shared.policy import PolicyBook, PolicyPack
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR
 from zhucun.sim import actions as a
@@ -68,6 +72,8 @@ from zhucun.sim.world import (
 
 #: Cadres per county when the number of counties is not given.
 CADRES_PER_COUNTY = 500
+#: The sections the simulator reads, validated in every pack when it loads the book.
+SECTIONS = (DispatchPolicy, AttendancePolicy, AssessmentPolicy, DecisionPolicy)
 
 _DIARY_TEXTS = (
     "走访脱贫户，了解务工和产业收入情况",
@@ -198,7 +204,7 @@ class Scenario:
         plan = self.plans[cadre_id]
         cadre = plan.cadre
         index = self.calendar.months.index(month)
-        rules = self.pack(cadre.county, month_bounds(month)[1]).attendance_rules()
+        rules = self.pack(cadre.county, month_bounds(month)[1]).rules(AttendancePolicy)
         households = self._village_of[cadre.village_id].households
         return plan_month(self.seed, plan, self.calendar, index, households, rules)
 
@@ -212,7 +218,7 @@ class Scenario:
         pack = self.pack(county, quarter_bounds(quarter)[1])
         rng = random.Random(f"{self.seed}/{cadre_id}/{quarter}")
         township, villagers, panel = band_scores(rng, plan.bands[quarter], pack)
-        rules = pack.assessment_rules()
+        rules = pack.rules(AssessmentPolicy)
         score = quarterly_score(township, villagers, panel, rules)
         result = QuarterResult(
             cadre_id=cadre_id,
@@ -229,7 +235,7 @@ class Scenario:
 
     def lists(self, county: str, quarter: str) -> tuple[list[str], list[str]]:
         """The red and blue lists the quarter's scores make (cadre ids, best / worst first)."""
-        rules = self.pack(county, quarter_bounds(quarter)[1]).assessment_rules()
+        rules = self.pack(county, quarter_bounds(quarter)[1]).rules(AssessmentPolicy)
         scores = {
             c.cadre_id: self.quarter_result(c.cadre_id, quarter).score
             for c in self._county(county).cadres
@@ -241,7 +247,7 @@ class Scenario:
         """Every cadre's proposal in the county's round: the 优秀 proposed go to the best
         excellent cadres without absences, within floor(share x cadres assessed), so the
         round can be finalised; the attendance cap then lowers what it must."""
-        rules = self.pack(county, date(year, 12, 31)).assessment_rules()
+        rules = self.pack(county, date(year, 12, 31)).rules(AssessmentPolicy)
         cadres = self._county(county).cadres
         cap = excellent_cap(len(cadres), rules)
         months = self.calendar.months
@@ -274,7 +280,7 @@ class Scenario:
         plan = self.plans[cadre_id]
         year = self.calendar.term_end.year
         absences = plan.absences_in(year, self.calendar.months)
-        rules = self.pack(plan.cadre.county, self.calendar.term_end).assessment_rules()
+        rules = self.pack(plan.cadre.county, self.calendar.term_end).rules(AssessmentPolicy)
         grade, _ = capped_grade(plan.term_grade, absences, rules)
         return plan.term_grade, grade, absences
 
@@ -498,7 +504,7 @@ class Scenario:
         rng = random.Random(f"{self.seed}/{cadre.cadre_id}/{month}/times")
         for leave in mp.requests:
             pack = self.pack(cadre.county, leave.first_day)
-            limit = pack.attendance_rules().township_leave_approval_max_days
+            limit = pack.rules(AttendancePolicy).township_leave_approval_max_days
             level: Literal["township", "county"] = "township" if leave.days <= limit else "county"
             requested = moment(leave.requested_on, 8, rng.randint(0, 59))
             actions.append(
@@ -838,8 +844,8 @@ def generate(
     count = counties or max(1, -(-cadres // CADRES_PER_COUNTY))
     policies_dir = str(policies) if isinstance(policies, Path) else None
     if isinstance(policies, Path):
-        policies = PolicyBook.load(policies)
-    policies = policies or PolicyBook.load(DEFAULT_POLICIES_DIR)
+        policies = PolicyBook.load(policies, sections=SECTIONS)
+    policies = policies or PolicyBook.load(DEFAULT_POLICIES_DIR, sections=SECTIONS)
     if codes is not None:
         if len(codes) != count and counties is not None:
             raise ValueError(f"{len(codes)} county codes for {count} counties")
@@ -853,7 +859,7 @@ def generate(
     if cadres < count * min_per_county:
         raise ValueError(f"{count} counties need at least {count * min_per_county} cadres")
     packs = {code: policies.in_force(code, start) for code in codes}
-    terms = {p.dispatch_rules().min_term_months for p in packs.values()}
+    terms = {p.rules(DispatchPolicy).min_term_months for p in packs.values()}
     if len(terms) != 1:
         raise ValueError("the counties' packs have different term lengths; pick other counties")
     term_end = add_months(start, terms.pop())
@@ -875,7 +881,7 @@ def generate(
         cadres_per_county=per_county,
         behaviours=behaviours,
         term_start=start,
-        rules={code: pack.dispatch_rules() for code, pack in packs.items()},
+        rules={code: pack.rules(DispatchPolicy) for code, pack in packs.items()},
     )
     plans: dict[str, CadrePlan] = {}
     for county in world:

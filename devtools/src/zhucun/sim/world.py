@@ -25,7 +25,7 @@ from datetime import date, timedelta
 from enum import StrEnum
 
 from zhucun.contracts.dispatch.events import Expertise, Role, UnitKind, UnitLevel, VillageCategory
-from zhucun.shared.policy import DispatchPolicy
+from zhucun.dispatch.domain.policy import DispatchPolicy
 
 
 class Behaviour(StrEnum):

@@ -30,6 +30,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
 from zhucun.shared.problems import ProblemError
+from zhucun.shared.rules import OutsideJurisdiction
 from zhucun.shared.settings import AuthSettings
 
 
@@ -82,13 +83,10 @@ class Principal(BaseModel):
         )
 
     def ensure_covers(self, scope: Scope) -> None:
+        """Refuse (``OutsideJurisdiction``, a 403 ``forbidden-jurisdiction`` in every
+        service) unless the principal covers ``scope``."""
         if not self.covers(scope):
-            raise ProblemError(
-                403,
-                "forbidden-jurisdiction",
-                "Outside your jurisdiction",
-                "The resource lies outside the jurisdiction of the token's principal.",
-            )
+            raise OutsideJurisdiction()
 
 
 def principal_from_claims(claims: Mapping[str, Any]) -> Principal:

@@ -21,13 +21,15 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 from uuid import UUID, uuid4
 
 import asyncpg
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import Path as InPath
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -63,6 +65,16 @@ _OPERATIONAL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics"})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 _logger = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+#: A GB/T 2260 division code in a route's path: a province's, a prefecture's or a county's
+#: (2, 4 or 6 digits), the codes the policy book understands.
+CountyCode = Annotated[
+    str, InPath(pattern=r"^\d{2}(\d{2}){0,2}$", description="county division code, e.g. 530102")
+]
+#: A cadre's id in a route's path.
+CadreId = Annotated[str, InPath(min_length=1, max_length=100)]
 
 
 def create_http_app(
@@ -289,7 +301,38 @@ def command_metadata(principal: Principal) -> EventMetadata:
     )
 
 
+def provide_use_cases(app: FastAPI, build: Callable[[], object]) -> None:
+    """Hand ``app``'s routes their use cases (the composition root's wiring): ``build()``
+    runs per request, since what they work with (a pool, the store) exists only once the
+    lifespan has connected it, and is new after a restart of it."""
+    app.state.use_cases = build
+
+
+def use_cases(kind: type[T]) -> Callable[[Request], T]:
+    """FastAPI dependency: the use cases the composition root provided
+    (:func:`provide_use_cases`), which must be a ``kind``."""
+
+    def provided(request: Request) -> T:
+        build: Callable[[], object] | None = getattr(request.app.state, "use_cases", None)
+        if build is None:
+            raise RuntimeError("no use cases: the composition root calls provide_use_cases")
+        built = build()
+        if not isinstance(built, kind):
+            raise TypeError(f"the use cases are a {type(built).__name__}, not a {kind.__name__}")
+        return built
+
+    return provided
+
+
 def render_openapi(app: FastAPI) -> str:
     """An app's OpenAPI document as committed (``services/<name>/openapi.json``)."""
     document: str = json.dumps(app.openapi(), indent=2, ensure_ascii=False)
     return document + "\n"
+
+
+def openapi_path(composition_root: str) -> Path:
+    """Where the service whose composition root is the module file ``composition_root``
+    (``services/<name>/src/zhucun/<name>/app.py``) commits its OpenAPI document:
+    ``services/<name>/openapi.json``. Regenerate it with ``uv run zhucun contracts write``
+    after changing a route."""
+    return Path(composition_root).resolve().parents[3] / "openapi.json"

@@ -1,10 +1,29 @@
-"""Versioned policy packs: every threshold of docs/domain.md, per jurisdiction and date.
+"""Versioned policy packs: the format of a pack file, and the book that says which is in force.
 
 A *pack* is one TOML file in ``policies/``: a version string (what events record), the date
 it takes effect, the jurisdiction it governs and one table per section (``[dispatch]``,
-``[attendance]``, ``[assessment]``, ``[decisions]``). Numbers are never constants in code: a
-section's fields have no defaults, so each pack states every rule it applies and an auditor
+``[attendance]``, ``[assessment]``, ``[decisions]``). Numbers are never constants in code, and
+a section's fields have no defaults, so each pack states every rule it applies and an auditor
 reading an event's ``policy_version`` can read exactly which numbers were used.
+
+This module holds the format only: the pack's header, the names of its sections (listed here,
+so a misspelt ``[attendence]`` fails when the file is read) and the book. What a section's
+table holds, and its arithmetic, live with the service that applies it, as a
+:class:`PolicySection` subclass naming its table:
+
+* ``[dispatch]``: ``zhucun.dispatch.domain.policy.DispatchPolicy``;
+* ``[attendance]``: ``zhucun.attendance.domain.policy.AttendancePolicy``;
+* ``[assessment]``: ``zhucun.assessment.domain.policy.AssessmentPolicy``;
+* ``[decisions]``: ``zhucun.projections.decisions.policy.DecisionPolicy`` (the read side,
+  which also reads ``[attendance].annual_leave_limit_days`` through a view of its own).
+
+``pack.rules(DispatchPolicy)`` validates the pack's table with that class (once per pack).
+Each service loads the book with its own section classes,
+``PolicyBook.load(folder, sections=(DispatchPolicy,))``, which validates them for every pack
+when the service starts: a broken pack stops the start, naming its file and field, never a
+call. ``PolicyBook.pack_in_force(county, on, DispatchPolicy)`` is what a command asks for: no
+pack in force, or one without the section, is the one refusal :class:`NoPolicyInForce` (422,
+``<service>/no-policy-in-force``).
 
 Jurisdictions are ``"default"`` or an administrative division code (GB/T 2260), written
 either short (``"53"`` Yunnan, ``"5301"`` Kunming, ``"530102"`` a county) or as the usual six
@@ -19,18 +38,22 @@ one version string is enough to say which rules applied.
 
 from __future__ import annotations
 
-import calendar
 import re
 import tomllib
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from zhucun.shared.rules import RuleKind, RuleViolation
 
 DEFAULT_JURISDICTION = "default"
 _DIVISION_CODE = re.compile(r"^\d{2}(\d{2}){0,2}$")
+
+#: The tables a pack may have, one per section (each one a field of :class:`PolicyPack`).
+SECTION_NAMES: Final = ("dispatch", "attendance", "assessment", "decisions")
 
 
 class PolicyError(Exception):
@@ -41,200 +64,66 @@ class PolicyFileError(PolicyError):
     """A pack file cannot be read or does not match the pack schema."""
 
 
+class PolicySectionError(PolicyFileError):
+    """A pack's section table does not match the section's model (the message names the
+    pack's version, the section and the field; and the file, when read from one)."""
+
+
 class DuplicatePolicy(PolicyError):
     """Two packs share a version, or a jurisdiction and effective date (ambiguous)."""
 
 
-class NoPolicyInForce(PolicyError):
-    """No pack covers the jurisdiction on the date asked."""
-
-
 class PolicySectionMissing(PolicyError):
-    """The pack in force has no section for the rules a command needs."""
+    """The pack has no table for the section asked for."""
+
+
+class NoPolicyInForce(PolicyError, RuleViolation):
+    """No pack covers the jurisdiction on the date asked (or the one that does lacks the
+    section a command needs), or no pack has the version asked for.
+
+    A refusal (422) wherever a command meets it: every service answers it as
+    ``<service>/no-policy-in-force``."""
+
+    code: ClassVar[str] = "no_policy_in_force"
+    kind: ClassVar[RuleKind] = "invalid"
+
+    def __init__(self, message: str, *, county: str | None = None, on: date | None = None) -> None:
+        super().__init__(message)
+        #: The jurisdiction asked for (a county, for every command) and the day.
+        self.county = county
+        self.on = on
 
 
 class PolicySection(BaseModel):
-    """Base of a pack section: frozen, and strict so that a misspelt key fails loudly."""
+    """Base of a section's model: frozen, and strict so that a misspelt key fails loudly.
+
+    A subclass names its table in ``section`` (one of :data:`SECTION_NAMES`)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    #: The pack's table this section reads.
+    section: ClassVar[str]
 
-class DispatchPolicy(PolicySection):
-    """Rules of 派 (dispatch): team composition, eligibility, terms, township leaders."""
-
-    #: Team size (first secretary + members), normally 3..5.
-    team_size_min: int = Field(ge=1)
-    team_size_max: int = Field(ge=1)
-    #: Villages with at least this many people under poverty-relapse monitoring get a larger
-    #: team (Yunnan: 200 people -> 1 + 4).
-    large_village_monitored_population: int = Field(ge=0)
-    large_village_team_size_min: int = Field(ge=1)
-    #: Years of party standing a first secretary needs at the start of the term
-    #: (1 = past the probationary year, a full member).
-    first_secretary_min_party_years: int = Field(ge=0)
-    #: Age normally not exceeded ("45 or under"); above it the assignment is accepted with a
-    #: warning.
-    normal_max_age: int = Field(ge=18)
-    #: "一老一新": a team should have someone at least this old and someone younger.
-    age_mix_threshold: int = Field(ge=18)
-    #: "一深一浅": someone with at least this many years of rural work and someone with fewer.
-    experienced_rural_years: int = Field(ge=1)
-    #: A term normally lasts at least this long ("at least 2 years").
-    min_term_months: int = Field(ge=1)
-    #: A township needs this many assigned cadres before one is appointed leader.
-    township_leader_min_cadres: int = Field(ge=1)
-    township_leader_term_months: int = Field(ge=1)
-    #: Every weak-party-branch village (党组织软弱涣散村) gets a first secretary.
-    weak_branch_village_requires_first_secretary: bool
-
-    @model_validator(mode="after")
-    def _sizes_are_consistent(self) -> Self:
-        if not self.team_size_min <= self.large_village_team_size_min <= self.team_size_max:
-            raise ValueError(
-                "team sizes must satisfy team_size_min <= large_village_team_size_min"
-                " <= team_size_max"
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        name = getattr(cls, "section", None)
+        if name not in SECTION_NAMES:
+            raise TypeError(
+                f"{cls.__name__}.section must name a pack table ({', '.join(SECTION_NAMES)}),"
+                f" not {name!r}"
             )
-        return self
-
-    def team_size_bounds(self, monitored_population: int) -> tuple[int, int]:
-        """(minimum, maximum) team size for a village with this monitored population."""
-        if monitored_population >= self.large_village_monitored_population:
-            return self.large_village_team_size_min, self.team_size_max
-        return self.team_size_min, self.team_size_max
 
 
-class AttendancePolicy(PolicySection):
-    """Rules of 管 (attendance): days in the village, leave approval, evidence checks."""
+S = TypeVar("S", bound=PolicySection)
 
-    #: "吃住在村": at least ``minimum_days`` in the village per ``minimum_period`` (20 a month
-    #: by default; other packs: 50 a quarter, 200 a year). A month close requires the
-    #: prorated share: ceil(minimum_days x eligible days / days in the period).
-    minimum_days: int = Field(ge=0)
-    minimum_period: Literal["month", "quarter", "year"]
-    #: Leave of up to this many days is approved by the township party committee; longer
-    #: leave by the county organisation department.
-    township_leave_approval_max_days: int = Field(ge=0)
-    #: Personal and sick leave beyond this many days in a calendar year → recall (read side).
-    annual_leave_limit_days: int = Field(ge=0)
-    #: Two check-ins implying a faster journey than this are flagged as impossible travel.
-    max_travel_speed_kmh: float = Field(gt=0)
-    #: A new cadre visits every household of the village within this many days.
-    household_visit_days: int = Field(ge=1)
-
-    def period_days(self, year: int, month: int) -> int:
-        """Days in the period of the rule that contains the month ``year-month``."""
-        if self.minimum_period == "month":
-            months = [month]
-        elif self.minimum_period == "quarter":
-            first = 3 * ((month - 1) // 3) + 1
-            months = [first, first + 1, first + 2]
-        else:
-            months = list(range(1, 13))
-        return sum(calendar.monthrange(year, m)[1] for m in months)
-
-    def required_days(self, eligible_days: int, period_days: int) -> int:
-        """Days in the village required of a month with ``eligible_days`` in post and not on
-        leave: ceil(minimum_days x eligible_days / period_days), in integers so there is no
-        float rounding at the boundaries."""
-        if eligible_days <= 0:
-            return 0
-        return -(-self.minimum_days * eligible_days // period_days)
-
-
-class AssessmentPolicy(PolicySection):
-    """Rules of 考 (assessment): score weights, grade bands, caps, shares and lists."""
-
-    #: Weights of the quarterly score's parts (Pu County: township 70, villagers' secret
-    #: ballot 20, county panel 10); each part is scored 0-100 and the weights sum to 100.
-    township_weight: int = Field(ge=0, le=100)
-    villager_weight: int = Field(ge=0, le=100)
-    county_panel_weight: int = Field(ge=0, le=100)
-    #: Lowest composite score (0-100) of each quarterly grade: 好, 较好, 一般; below: 差.
-    quarterly_good_min: float = Field(ge=0, le=100)
-    quarterly_fairly_good_min: float = Field(ge=0, le=100)
-    quarterly_average_min: float = Field(ge=0, le=100)
-    #: Days within which both admonition talks (双约谈) follow a quarterly 一般.
-    admonition_talk_days: int = Field(ge=1)
-    #: Most 优秀 in a county's annual round: floor(share x cadres assessed).
-    excellent_share_cap: float = Field(ge=0, le=1)
-    #: Unexcused spot-check absences in the year that cap the annual grade: from this many,
-    #: no 优秀; at most 基本称职; 不称职.
-    absences_bar_excellent: int = Field(ge=1)
-    absences_cap_basic: int = Field(ge=1)
-    absences_incompetent: int = Field(ge=1)
-    #: Sizes of the red (best) and blue (worst) lists of a period (ties at the edge all go in).
-    red_list_size: int = Field(ge=0)
-    blue_list_size: int = Field(ge=0)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Self:
-        if self.township_weight + self.villager_weight + self.county_panel_weight != 100:
-            raise ValueError("the quarterly score weights must sum to 100")
-        if not (
-            self.quarterly_good_min >= self.quarterly_fairly_good_min >= self.quarterly_average_min
-        ):
-            raise ValueError("quarterly grade bands must satisfy good >= fairly good >= average")
-        if not self.absences_bar_excellent <= self.absences_cap_basic <= self.absences_incompetent:
-            raise ValueError("absence caps must satisfy bar_excellent <= cap_basic <= incompetent")
-        return self
-
-
-AnnualGradeName = Literal["excellent", "competent", "basically_competent", "incompetent"]
-QuarterlyGradeName = Literal["good", "fairly_good", "average", "poor"]
-PoolName = Literal["reserve", "promote", "publicise", "commend"]
-#: The annual and term scale, best first (优秀, 称职, 基本称职, 不称职).
-ANNUAL_GRADE_RANK: tuple[AnnualGradeName, ...] = (
-    "excellent",
-    "competent",
-    "basically_competent",
-    "incompetent",
-)
-
-
-class DecisionPolicy(PolicySection):
-    """Rules of 用 (the read side's decisions): when a cadre becomes a recall candidate, who
-    enters the four promotion pools (四个一批), and what a recall bars. The rules themselves
-    are written out in ``docs/decisions.md``; rule 2 (leave) reads
-    ``[attendance].annual_leave_limit_days``."""
-
-    #: Rule 1: short of the required days in this many consecutive closed months.
-    recall_shortfall_consecutive_months: int = Field(ge=1)
-    #: Rule 3: this many unexcused spot-check absences in a calendar year.
-    recall_unexcused_absences: int = Field(ge=1)
-    #: Rule 4: annual and term grades, and quarterly grades, that make a recall candidate.
-    recall_annual_grades: tuple[AnnualGradeName, ...]
-    recall_quarterly_grades: tuple[QuarterlyGradeName, ...]
-    #: Rule 5: a quarterly 一般 (average) in this many consecutive quarters.
-    recall_average_consecutive_quarters: int = Field(ge=1)
-    #: Rule 6: a disciplinary sanction makes a recall candidate.
-    recall_on_sanction: bool
-    #: After a recall by dispatch, entries of these pools are barred for this many years.
-    recall_ban_years: int = Field(ge=0)
-    recall_barred_pools: tuple[PoolName, ...]
-    #: 发现储备: an annual grade of this, with every closed month of the year compliant.
-    reserve_annual_grade: AnnualGradeName
-    #: 提拔使用: a term grade of this, no recall decision in the term, and no annual grade in
-    #: the term below ``promote_lowest_annual_grade``.
-    promote_term_grade: AnnualGradeName
-    promote_lowest_annual_grade: AnnualGradeName
-    #: 宣传推介: on the red list this many times in one term, or a villagers' evaluation of at
-    #: least this satisfaction (0-100).
-    publicise_red_lists_in_term: int = Field(ge=1)
-    publicise_villager_satisfaction_min: float = Field(ge=0, le=100)
-    #: 表彰奖励: an annual grade of this and on a red list in the same year.
-    commend_annual_grade: AnnualGradeName
-    #: Grades that withdraw pool entries that qualified before them.
-    disqualifying_annual_grades: tuple[AnnualGradeName, ...]
-    disqualifying_quarterly_grades: tuple[QuarterlyGradeName, ...]
-
-    def annual_below(self, grade: str, lowest: str) -> bool:
-        """Whether ``grade`` ranks below ``lowest`` on the annual scale."""
-        ranks: tuple[str, ...] = ANNUAL_GRADE_RANK
-        return ranks.index(grade) > ranks.index(lowest)
+#: A section's table as the file has it; its section class validates it.
+Table = dict[str, object]
 
 
 class PolicyPack(BaseModel):
-    """One versioned, dated set of rules for one jurisdiction."""
+    """One versioned, dated set of rules for one jurisdiction: the header, and each section's
+    table as written (``rules(SectionClass)`` gives it validated)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -243,35 +132,47 @@ class PolicyPack(BaseModel):
     effective_from: date
     jurisdiction: str = DEFAULT_JURISDICTION
     description: str = ""
-    dispatch: DispatchPolicy | None = None
-    attendance: AttendancePolicy | None = None
-    assessment: AssessmentPolicy | None = None
-    decisions: DecisionPolicy | None = None
+    dispatch: Table | None = None
+    attendance: Table | None = None
+    assessment: Table | None = None
+    decisions: Table | None = None
+
+    #: Sections validated so far, each with the table it was validated from (a copy made by
+    #: ``model_copy(update=...)`` shares this dict but has tables of its own).
+    _sections: dict[type[PolicySection], tuple[Table, PolicySection]] = PrivateAttr(
+        default_factory=dict
+    )
 
     @model_validator(mode="after")
     def _jurisdiction_is_known(self) -> Self:
         jurisdiction_prefix(self.jurisdiction)  # raises ValueError when malformed
         return self
 
-    def dispatch_rules(self) -> DispatchPolicy:
-        if self.dispatch is None:
-            raise PolicySectionMissing(f"policy {self.version} has no [dispatch] section")
-        return self.dispatch
+    def rules(self, section: type[S]) -> S:
+        """The pack's ``[section.section]`` table, validated by ``section``;
+        ``PolicySectionMissing`` when the pack has none, ``PolicySectionError`` (naming the
+        version, the section and the field) when it does not validate."""
+        table = cast(Table | None, getattr(self, section.section))
+        if table is None:
+            raise PolicySectionMissing(f"policy {self.version} has no [{section.section}] section")
+        cached = self._sections.get(section)
+        if cached is not None and cached[0] is table:
+            return cast(S, cached[1])
+        try:
+            rules = section.model_validate(table)
+        except ValidationError as error:
+            raise PolicySectionError(
+                f"policy {self.version}, section [{section.section}]: {error}"
+            ) from error
+        self._sections[section] = (table, rules)
+        return rules
 
-    def attendance_rules(self) -> AttendancePolicy:
-        if self.attendance is None:
-            raise PolicySectionMissing(f"policy {self.version} has no [attendance] section")
-        return self.attendance
-
-    def assessment_rules(self) -> AssessmentPolicy:
-        if self.assessment is None:
-            raise PolicySectionMissing(f"policy {self.version} has no [assessment] section")
-        return self.assessment
-
-    def decision_rules(self) -> DecisionPolicy:
-        if self.decisions is None:
-            raise PolicySectionMissing(f"policy {self.version} has no [decisions] section")
-        return self.decisions
+    def check(self, sections: Iterable[type[PolicySection]]) -> None:
+        """Validate the pack's tables for ``sections`` (a missing one is not an error here: a
+        command that needs it is refused as ``NoPolicyInForce``)."""
+        for section in sections:
+            if getattr(self, section.section) is not None:
+                self.rules(section)
 
     def covers(self, jurisdiction: str) -> bool:
         return jurisdiction_prefix(jurisdiction).startswith(jurisdiction_prefix(self.jurisdiction))
@@ -280,6 +181,15 @@ class PolicyPack(BaseModel):
     def specificity(self) -> int:
         """0 for the default pack, then 2 (province), 4 (city), 6 (county)."""
         return len(jurisdiction_prefix(self.jurisdiction))
+
+    # Equal by content: the cache of validated sections is not part of it.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PolicyPack):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash((self.version, self.effective_from, self.jurisdiction))
 
 
 def jurisdiction_prefix(jurisdiction: str) -> str:
@@ -295,14 +205,19 @@ def jurisdiction_prefix(jurisdiction: str) -> str:
     return code
 
 
-def load_pack(path: Path) -> PolicyPack:
-    """Read and validate one pack file."""
+def load_pack(path: Path, sections: Iterable[type[PolicySection]] = ()) -> PolicyPack:
+    """Read and validate one pack file, and its tables for ``sections``; errors name the
+    file."""
     try:
         with path.open("rb") as file:
             raw = tomllib.load(file)
-        return PolicyPack.model_validate(raw)
+        pack = PolicyPack.model_validate(raw)
+        pack.check(sections)
+    except PolicySectionError as exc:
+        raise PolicySectionError(f"{path}: {exc}") from exc
     except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
         raise PolicyFileError(f"{path}: {exc}") from exc
+    return pack
 
 
 class PolicyBook:
@@ -324,11 +239,13 @@ class PolicyBook:
             self._by_version[pack.version] = pack
 
     @classmethod
-    def load(cls, folder: Path) -> PolicyBook:
-        """Every ``*.toml`` file of ``folder``."""
+    def load(cls, folder: Path, *, sections: Iterable[type[PolicySection]] = ()) -> PolicyBook:
+        """Every ``*.toml`` file of ``folder``, with its tables for ``sections`` validated now
+        (a service passes its own section classes, so a broken pack stops its start)."""
         if not folder.is_dir():
             raise PolicyFileError(f"{folder} is not a folder")
-        return cls(load_pack(path) for path in sorted(folder.glob("*.toml")))
+        checked = tuple(sections)
+        return cls(load_pack(path, checked) for path in sorted(folder.glob("*.toml")))
 
     def __len__(self) -> int:
         return len(self._by_version)
@@ -349,5 +266,41 @@ class PolicyBook:
             if pack.effective_from <= on and pack.covers(jurisdiction)
         ]
         if not candidates:
-            raise NoPolicyInForce(f"no policy covers {jurisdiction} on {on}")
+            raise NoPolicyInForce(
+                f"no policy covers {jurisdiction} on {on}", county=jurisdiction, on=on
+            )
         return max(candidates, key=lambda pack: (pack.specificity, pack.effective_from))
+
+    def pack_in_force(
+        self, jurisdiction: str, on: date, section: type[PolicySection]
+    ) -> PolicyPack:
+        """The pack in force (:meth:`in_force`) for a command that applies ``section``: no
+        pack in force, or one without the section, refuses the command (``NoPolicyInForce``,
+        422) whatever its rules."""
+        pack = self.in_force(jurisdiction, on)
+        try:
+            pack.rules(section)
+        except PolicySectionMissing as error:
+            raise NoPolicyInForce(
+                f"{error} (the pack in force for {jurisdiction} on {on})",
+                county=jurisdiction,
+                on=on,
+            ) from error
+        return pack
+
+
+__all__ = [
+    "DEFAULT_JURISDICTION",
+    "SECTION_NAMES",
+    "DuplicatePolicy",
+    "NoPolicyInForce",
+    "PolicyBook",
+    "PolicyError",
+    "PolicyFileError",
+    "PolicyPack",
+    "PolicySection",
+    "PolicySectionError",
+    "PolicySectionMissing",
+    "jurisdiction_prefix",
+    "load_pack",
+]

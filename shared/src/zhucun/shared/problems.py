@@ -10,7 +10,7 @@ validation errors, Starlette's HTTP exceptions and anything unexpected into that
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -104,18 +104,23 @@ class ProblemError(Exception):
 
 
 def rule_problem(error: RuleViolation, *, service: str) -> ProblemError:
-    """The problem document of a refused command: ``type`` ``<service>/<code>``, the status
-    of its kind, its message, its figures, ``code`` and ``retryable``."""
+    """The problem document of a refused command: ``type`` ``<namespace>/<code>`` (the
+    namespace is ``service`` unless the refusal declares its own, ``None``: no prefix), the
+    status of its kind, its message, its figures, ``code`` and ``retryable``."""
     kind = error.kind
+    namespace = error.problem_namespace(service)
+    slug = error.code.replace("_", "-")
     headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if error.retryable else None
-    return ProblemError(
+    problem = ProblemError(
         STATUS_OF_KIND.get(kind, 409),
-        f"{service}/" + error.code.replace("_", "-"),
-        _rule_title(kind, service),
+        f"{namespace}/{slug}" if namespace else slug,
+        _rule_title(kind, namespace or service),
         error.message,
         headers=headers,
-        **{**error.details(), "code": error.code, "retryable": error.retryable},
     )
+    # Set, not passed as keywords: a figure's name can never collide with the constructor's.
+    problem.extensions = {**error.details(), "code": error.code, "retryable": error.retryable}
+    return problem
 
 
 def _rule_title(kind: RuleKind, service: str) -> str:
@@ -149,25 +154,39 @@ async def _problem_error_handler(request: Request, exc: Exception) -> ProblemRes
     return problem_response(exc.to_problem(instance=request.url.path), headers=exc.headers)
 
 
-async def _validation_error_handler(request: Request, exc: Exception) -> ProblemResponse:
-    assert isinstance(exc, RequestValidationError)
-    # Only location, message and kind go back: pydantic's ``input`` echoes the submitted
-    # value, which may be a person's name or coordinates.
-    errors = [
+def field_errors(errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
+    """pydantic's validation ``errors`` as they are answered: where, what, which kind.
+
+    Only location, message and kind go back: pydantic's ``input`` echoes the submitted
+    value, which may be a person's name or coordinates.
+    """
+    return [
         FieldError(
             location=list(error.get("loc", ())),
             message=_validation_message(error),
             type=str(error.get("type", "invalid")),
         )
-        for error in exc.errors()
+        for error in errors
     ]
-    problem = ProblemError(
+
+
+def validation_problem(
+    fields: Sequence[FieldError], *, title: str = "Invalid request"
+) -> ProblemError:
+    """The 422 ``validation-error`` problem of invalid input (a request's, or one item's of
+    a batch answered item by item)."""
+    return ProblemError(
         422,
         "validation-error",
-        "Invalid request",
-        f"{len(errors)} input error(s); see 'errors'",
-        errors=errors,
-    ).to_problem(instance=request.url.path)
+        title,
+        f"{len(fields)} input error(s); see 'errors'",
+        errors=fields,
+    )
+
+
+async def _validation_error_handler(request: Request, exc: Exception) -> ProblemResponse:
+    assert isinstance(exc, RequestValidationError)
+    problem = validation_problem(field_errors(exc.errors())).to_problem(instance=request.url.path)
     return problem_response(problem)
 
 
@@ -255,7 +274,7 @@ class UnhandledErrorMiddleware:
 
 def install_problem_handlers(app: FastAPI, *, service: str = "zhucun") -> None:
     """Make every error of ``app`` an ``application/problem+json`` response; a refusal's
-    ``type`` is prefixed with ``service``."""
+    ``type`` is prefixed with ``service`` (or with the namespace the refusal declares)."""
 
     async def rule_violation_handler(request: Request, exc: Exception) -> ProblemResponse:
         assert isinstance(exc, RuleViolation)
@@ -278,10 +297,12 @@ __all__ = [
     "ProblemError",
     "ProblemResponse",
     "UnhandledErrorMiddleware",
+    "field_errors",
     "install_problem_handlers",
     "internal_error_problem",
     "problem_document",
     "problem_response",
     "problem_type",
     "rule_problem",
+    "validation_problem",
 ]

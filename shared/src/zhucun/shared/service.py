@@ -101,6 +101,12 @@ class ServiceRuntime:
     #: How the events of the service's own store decode (None for a service without one).
     events: EventRegistry | None = None
 
+    def database(self) -> asyncpg.Pool:
+        """The pool of the service's database, once the lifespan has connected it."""
+        if self.pool is None:
+            raise RuntimeError("the service is not started (no database pool yet)")
+        return self.pool
+
     def event_store(self) -> PostgresEventStore:
         if self.store is None:
             raise RuntimeError("the service is not started (no event store yet)")
@@ -212,6 +218,15 @@ def create_service_app(
     app.add_exception_handler(WrongExpectedVersion, _store_conflict)
     app.add_exception_handler(EventIdConflict, _store_conflict)
     return app
+
+
+def service_runtime(app: object) -> ServiceRuntime:
+    """The runtime of an app ``create_service_app`` made (a composition root wiring its use
+    cases, a test reaching the store of a running app)."""
+    runtime = getattr(getattr(app, "state", None), "runtime", None)
+    if not isinstance(runtime, ServiceRuntime):
+        raise TypeError("not an app of create_service_app: it has no service runtime")
+    return runtime
 
 
 def _tune_garbage_collector() -> None:

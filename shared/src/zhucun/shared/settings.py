@@ -49,13 +49,22 @@ class KafkaSettings(BaseModel):
         return self
 
 
+#: The server of ``zhucun infra up``, where each service has a database of its own name.
+LOCAL_POSTGRES = "postgresql://zhucun:zhucun@127.0.0.1:15432/"
+
+
 class PostgresSettings(BaseModel):
     """The service's own database. ``schema_name`` lets tests isolate themselves."""
 
-    dsn: SecretStr = SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/zhucun")
+    dsn: SecretStr = SecretStr(LOCAL_POSTGRES + "zhucun")
     schema_name: str = Field(default="public", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
+
+
+def local_database(name: str) -> PostgresSettings:
+    """The database ``name`` on the local server (``zhucun infra up``): a service's default."""
+    return PostgresSettings(dsn=SecretStr(LOCAL_POSTGRES + name))
 
 
 class AuthSettings(BaseModel):

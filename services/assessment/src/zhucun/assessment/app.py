@@ -6,32 +6,27 @@ environment variables).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from zhucun.assessment.application import Application
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.http import router
 from zhucun.assessment.replicas.attendance import AttendanceFactsReplica, ReplicatedAbsences
 from zhucun.assessment.replicas.dispatch import DispatchReplica, ReplicatedAssignments
 from zhucun.contracts.assessment import SOURCE, TOPIC
 from zhucun.contracts.assessment.events import registry
-from zhucun.shared.http import command_metadata
+from zhucun.shared.http import command_metadata, openapi_path, provide_use_cases
 from zhucun.shared.policy import PolicyBook
-from zhucun.shared.service import ServiceRuntime, create_service_app
-from zhucun.shared.settings import PostgresSettings, ServiceSettings
+from zhucun.shared.service import create_service_app, service_runtime
+from zhucun.shared.settings import PostgresSettings, ServiceSettings, local_database
 
-#: The HTTP API's OpenAPI document, committed (``services/assessment/openapi.json``); regenerate
-#: it with ``uv run zhucun contracts write`` after changing a route.
-OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
+#: The HTTP API's OpenAPI document, committed (``uv run zhucun contracts write`` rewrites it).
+OPENAPI_PATH = openapi_path(__file__)
 
 
 class AssessmentSettings(ServiceSettings):
     service_name: str = "assessment"
-    postgres: PostgresSettings = PostgresSettings(
-        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/assessment")
-    )
+    postgres: PostgresSettings = local_database("assessment")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -47,25 +42,22 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         events=registry,
         problems="assessment",
     )
-    runtime = app.state.runtime
-    assert isinstance(runtime, ServiceRuntime)
-    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
-    policies = PolicyBook.load(settings.policies_dir)
+    runtime = service_runtime(app)
+    # Loaded, and every pack's [assessment] table validated, when the app is built: a broken pack
+    # stops the start (naming its file and field), not a call.
+    policies = PolicyBook.load(settings.policies_dir, sections=(AssessmentPolicy,))
 
     def application() -> Application:
-        # The store and the pool exist once the lifespan has connected them (and are new
-        # after a restart of it), so the use cases' dependencies are put together per call:
-        # a few small objects; the folded states stay in the runtime's cache.
-        if runtime.pool is None:
-            raise RuntimeError("the service is not started")
+        # Put together per call (a few small objects): the store and the pool are new after
+        # a restart of the lifespan; the folded states stay in the runtime's cache.
         return Application(
             commands=runtime.commands(),
-            assignments=ReplicatedAssignments(runtime.pool, schema),
-            absences=ReplicatedAbsences(runtime.pool, schema),
+            assignments=ReplicatedAssignments(runtime.database(), schema),
+            absences=ReplicatedAbsences(runtime.database(), schema),
             policies=policies,
             metadata=command_metadata,
         )
 
-    app.state.application = application
+    provide_use_cases(app, application)
     app.include_router(router)
     return app

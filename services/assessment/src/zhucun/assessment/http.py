@@ -21,12 +21,11 @@ retryable 409 when the replicas do not know the cadre yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Path, status
+from pydantic import Field
 
 from zhucun.assessment.application import (
     AnnualRoundRecord,
@@ -42,9 +41,9 @@ from zhucun.assessment.domain import AttendanceFacts
 from zhucun.contracts.assessment.events import QUARTER_PATTERN, AnnualGrade, InspectionKind, TalkBy
 from zhucun.shared.auth import Principal, Role, require_roles
 from zhucun.shared.commands import CommandAccepted
+from zhucun.shared.http import CadreId, CountyCode, use_cases
+from zhucun.shared.inputs import Input
 
-CadreId = Annotated[str, Path(min_length=1, max_length=100)]
-CountyCode = Annotated[str, Path(pattern=r"^\d{2}(\d{2}){0,2}$", description="e.g. 530102")]
 Quarter = Annotated[str, Path(pattern=QUARTER_PATTERN, description="YYYY-Qn")]
 Year = Annotated[int, Path(ge=2000, le=2100)]
 
@@ -53,13 +52,8 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ORG_ADMIN))]
 Reader = Annotated[Principal, Depends(require_roles(Role.TOWNSHIP, Role.ORG_ADMIN, Role.AUDITOR))]
 
 
-def _application(request: Request) -> Application:
-    """The use cases' dependencies, as the composition root wires them (``app.py``)."""
-    build: Callable[[], Application] = request.app.state.application
-    return build()
-
-
-App = Annotated[Application, Depends(_application)]
+#: The use cases' dependencies, as the composition root wires them (``app.py``).
+App = Annotated[Application, Depends(use_cases(Application))]
 
 router = APIRouter(tags=["assessment"])
 
@@ -67,11 +61,7 @@ router = APIRouter(tags=["assessment"])
 # --- bodies ---------------------------------------------------------------------------------
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-class InspectionBody(Body):
+class InspectionBody(Input):
     inspection_id: str = Field(min_length=1, max_length=100)
     kind: InspectionKind
     held_on: date
@@ -79,14 +69,14 @@ class InspectionBody(Body):
     problems_found: int = Field(default=0, ge=0)
 
 
-class EvaluationBody(Body):
+class EvaluationBody(Input):
     evaluation_id: str = Field(min_length=1, max_length=100)
     period: str = Field(pattern=r"^\d{4}(-Q[1-4])?$")
     satisfaction: float = Field(ge=0, le=100)
     respondents: int = Field(ge=1)
 
 
-class QuarterlyBody(Body):
+class QuarterlyBody(Input):
     """Each part of the quarterly score, 0-100."""
 
     township_score: float = Field(ge=0, le=100)
@@ -94,26 +84,26 @@ class QuarterlyBody(Body):
     county_panel_score: float = Field(ge=0, le=100)
 
 
-class TalkBody(Body):
+class TalkBody(Input):
     cadre_id: str = Field(min_length=1, max_length=100)
     by: TalkBy
     held_on: date
     note: str = Field(default="", max_length=5_000)
 
 
-class ListsBody(Body):
+class ListsBody(Input):
     list_id: str = Field(min_length=1, max_length=100)
 
 
-class RoundBody(Body):
+class RoundBody(Input):
     round_id: str = Field(min_length=1, max_length=100)
 
 
-class GradeBody(Body):
+class GradeBody(Input):
     grade: AnnualGrade
 
 
-class SanctionBody(Body):
+class SanctionBody(Input):
     sanction_id: str = Field(min_length=1, max_length=100)
     kind: str = Field(min_length=1, max_length=200)
     decided_on: date

@@ -6,32 +6,28 @@ environment variables).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from zhucun.attendance.application import Context
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.http import SERVICE, router
 from zhucun.attendance.replicas.posts import PostDirectory, dispatch_replica
 from zhucun.contracts.attendance import SOURCE, TOPIC
 from zhucun.contracts.attendance.events import registry
+from zhucun.shared.http import openapi_path, provide_use_cases
 from zhucun.shared.policy import PolicyBook
-from zhucun.shared.service import ServiceRuntime, create_service_app
-from zhucun.shared.settings import PostgresSettings, ServiceSettings
+from zhucun.shared.service import create_service_app, service_runtime
+from zhucun.shared.settings import PostgresSettings, ServiceSettings, local_database
 
-#: The HTTP API's OpenAPI document, committed (``services/attendance/openapi.json``); regenerate
-#: it with ``uv run zhucun contracts write`` after changing a route.
-OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
+#: The HTTP API's OpenAPI document, committed (``uv run zhucun contracts write`` rewrites it).
+OPENAPI_PATH = openapi_path(__file__)
 
 __all__ = ["OPENAPI_PATH", "SOURCE", "TOPIC", "AttendanceSettings", "create_app"]
 
 
 class AttendanceSettings(ServiceSettings):
     service_name: str = "attendance"
-    postgres: PostgresSettings = PostgresSettings(
-        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/attendance")
-    )
+    postgres: PostgresSettings = local_database("attendance")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -46,18 +42,17 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         events=registry,
         problems=SERVICE,
     )
-    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
-    policies = PolicyBook.load(settings.policies_dir)
-    runtime: ServiceRuntime = app.state.runtime
+    # Loaded, and every pack's [attendance] table validated, when the app is built: a broken pack
+    # stops the start (naming its file and field), not a call.
+    policies = PolicyBook.load(settings.policies_dir, sections=(AttendancePolicy,))
+    runtime = service_runtime(app)
 
     def context() -> Context:
-        # Per request: the pool and the store exist only once the lifespan has started them
-        # (and are new after a restart); the state cache is the runtime's, shared.
-        if runtime.pool is None:
-            raise RuntimeError("the service is not started")
-        posts = PostDirectory(runtime.pool, settings.postgres.schema_name)
+        # Per request: the pool and the store are new after a restart of the lifespan; the
+        # state cache is the runtime's, shared.
+        posts = PostDirectory(runtime.database(), settings.postgres.schema_name)
         return Context(commands=runtime.commands(), posts=posts, policies=policies)
 
-    app.state.attendance = context
+    provide_use_cases(app, context)
     app.include_router(router)
     return app

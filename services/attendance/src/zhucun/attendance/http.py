@@ -26,11 +26,10 @@ it).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, Path, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from zhucun.attendance import application
@@ -51,15 +50,20 @@ from zhucun.attendance.domain import Coordinates
 from zhucun.contracts.attendance.events import LeaveKind, SpotCheckResult
 from zhucun.shared.auth import Principal, Role, require_roles
 from zhucun.shared.commands import CommandAccepted
-from zhucun.shared.http import command_metadata
-from zhucun.shared.problems import ProblemError, problem_document, rule_problem
+from zhucun.shared.http import CadreId, CountyCode, command_metadata, use_cases
+from zhucun.shared.inputs import Input
+from zhucun.shared.problems import (
+    FieldError,
+    field_errors,
+    problem_document,
+    rule_problem,
+    validation_problem,
+)
 
 #: The prefix of the service's problem types (``https://zhucun.dev/problems/attendance/...``).
 SERVICE = "attendance"
 
-CadreId = Annotated[str, Path(min_length=1, max_length=100)]
 Month = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
-CountyCode = Annotated[str, Path(pattern=r"^\d{2}(\d{2}){0,2}$", description="e.g. 530102")]
 
 Cadre = Annotated[Principal, Depends(require_roles(Role.CADRE))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.TOWNSHIP, Role.ORG_ADMIN))]
@@ -73,13 +77,8 @@ Reader = Annotated[
 ]
 
 
-def _context(request: Request) -> Context:
-    """The use cases' context, wired by the composition root (``app.py``)."""
-    build: Callable[[], Context] = request.app.state.attendance
-    return build()
-
-
-Ctx = Annotated[Context, Depends(_context)]
+#: The use cases' context, wired by the composition root (``app.py``).
+Ctx = Annotated[Context, Depends(use_cases(Context))]
 
 
 def _actor(principal: Principal) -> Actor:
@@ -92,11 +91,7 @@ router = APIRouter(tags=["attendance"])
 # --- bodies and answers ---------------------------------------------------------------------
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
-
-
-class CheckInBody(Body):
+class CheckInBody(Input):
     check_in_id: str = Field(min_length=1, max_length=100, description="chosen by the app")
     occurred_at: AwareDatetime = Field(description="when it happened (the app may be offline)")
     location: Coordinates | None = Field(
@@ -114,20 +109,20 @@ class CheckInBatchBody(BaseModel):
     items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class ConfirmPresenceBody(Body):
+class ConfirmPresenceBody(Input):
     confirmation_id: str = Field(min_length=1, max_length=100)
     days: list[date] = Field(min_length=1, max_length=366)
     note: str = Field(default="", max_length=2_000)
 
 
-class SpotCheckBody(Body):
+class SpotCheckBody(Input):
     spot_check_id: str = Field(min_length=1, max_length=100)
     day: date
     result: SpotCheckResult
     findings: str = Field(default="", max_length=5_000)
 
 
-class LeaveRequestBody(Body):
+class LeaveRequestBody(Input):
     leave_id: str = Field(min_length=1, max_length=100)
     kind: LeaveKind
     first_day: date
@@ -135,21 +130,21 @@ class LeaveRequestBody(Body):
     purpose: str = Field(default="", max_length=2_000)
 
 
-class RejectBody(Body):
+class RejectBody(Input):
     reason: str = Field(min_length=1, max_length=2_000)
 
 
-class CancelBody(Body):
+class CancelBody(Input):
     reason: str = Field(default="", max_length=2_000)
 
 
-class DiaryBody(Body):
+class DiaryBody(Input):
     entry_id: str = Field(min_length=1, max_length=100)
     day: date
     text: str = Field(min_length=1, max_length=10_000)
 
 
-class VisitBody(Body):
+class VisitBody(Input):
     visit_id: str = Field(min_length=1, max_length=100)
     household_id: str = Field(min_length=1, max_length=100)
     visited_on: date
@@ -190,23 +185,16 @@ def _batch_item(raw: dict[str, Any]) -> CheckInItem | InvalidItem:
     try:
         return CheckInBody.model_validate(raw).item()
     except ValidationError as error:
-        # Location and message only: pydantic's ``input`` would echo coordinates.
-        errors = [
-            {"location": list(e["loc"]), "message": e["msg"], "type": e["type"]}
-            for e in error.errors()
-        ]
         check_in_id = raw.get("check_in_id")
+        errors = [field.model_dump() for field in field_errors(error.errors())]
         return InvalidItem(check_in_id if isinstance(check_in_id, str) else None, errors)
 
 
 def _item_result(item: BatchItem) -> ItemResult:
     problem = None
     if item.invalid is not None:
-        errors = list(item.invalid.errors)
-        invalid = ProblemError(
-            422, "validation-error", "Invalid item", f"{len(errors)} input error(s)", errors=errors
-        )
-        problem = problem_document(invalid)
+        fields = [FieldError.model_validate(e) for e in item.invalid.errors]
+        problem = problem_document(validation_problem(fields, title="Invalid item"))
     elif item.refusal is not None:
         problem = problem_document(rule_problem(item.refusal, service=SERVICE))
     return ItemResult(

@@ -6,29 +6,25 @@ environment variables).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from fastapi import FastAPI
-from pydantic import SecretStr
 
 from zhucun.contracts.dispatch import SOURCE, TOPIC
 from zhucun.contracts.dispatch.events import registry
 from zhucun.dispatch.application import Dispatch
+from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.dispatch.http import router
+from zhucun.shared.http import openapi_path, provide_use_cases
 from zhucun.shared.policy import PolicyBook
-from zhucun.shared.service import ServiceRuntime, create_service_app
-from zhucun.shared.settings import PostgresSettings, ServiceSettings
+from zhucun.shared.service import create_service_app, service_runtime
+from zhucun.shared.settings import PostgresSettings, ServiceSettings, local_database
 
-#: The HTTP API's OpenAPI document, committed (``services/dispatch/openapi.json``); regenerate
-#: it with ``uv run zhucun contracts write`` after changing a route.
-OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
+#: The HTTP API's OpenAPI document, committed (``uv run zhucun contracts write`` rewrites it).
+OPENAPI_PATH = openapi_path(__file__)
 
 
 class DispatchSettings(ServiceSettings):
     service_name: str = "dispatch"
-    postgres: PostgresSettings = PostgresSettings(
-        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/dispatch")
-    )
+    postgres: PostgresSettings = local_database("dispatch")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -41,11 +37,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         events=registry,
         problems="dispatch",
     )
-    runtime = app.state.runtime
-    assert isinstance(runtime, ServiceRuntime)
-    # Loaded (and validated) when the app is built: a broken pack stops the start, not a call.
-    policies = PolicyBook.load(settings.policies_dir)
+    runtime = service_runtime(app)
+    # Loaded, and every pack's [dispatch] table validated, when the app is built: a broken pack
+    # stops the start (naming its file and field), not a call.
+    policies = PolicyBook.load(settings.policies_dir, sections=(DispatchPolicy,))
     # The command path exists once the lifespan has connected the store: asked per call.
-    app.state.dispatch = Dispatch(runtime.commands, policies)
+    dispatch = Dispatch(runtime.commands, policies)
+    provide_use_cases(app, lambda: dispatch)
     app.include_router(router)
     return app

@@ -12,7 +12,8 @@ Consistency boundary
 Policy pack
     The pack in force for the county on the day the command takes effect: each command
     handler names that day (a term's start, a round's close...); profiles of villages and
-    cadres apply no dated rule, so theirs is today.
+    cadres apply no dated rule, so theirs is today. A day no pack with dispatch rules covers
+    is the shared refusal ``zhucun.shared.policy.NoPolicyInForce`` (422).
 
 Reads
     The county's state through the command path's state cache: a read folds only the events
@@ -28,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import ClassVar, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,7 +54,6 @@ from zhucun.dispatch.domain import (
     CountyDispatch,
     DeclareVillageNeeds,
     DispatchCommand,
-    DispatchRuleViolation,
     EndAssignment,
     FormTeam,
     OpenRound,
@@ -76,6 +76,7 @@ from zhucun.dispatch.domain.lookups import (
     require_team,
     require_village,
 )
+from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.dispatch.domain.state import (
     Assignment,
     Cadre,
@@ -86,8 +87,7 @@ from zhucun.dispatch.domain.state import (
 from zhucun.shared.auth import Principal, Scope
 from zhucun.shared.commands import CommandAccepted, CommandPath, StreamModel
 from zhucun.shared.envelope import EventMetadata
-from zhucun.shared.policy import NoPolicyInForce, PolicyPack
-from zhucun.shared.rules import RuleKind
+from zhucun.shared.policy import PolicyPack, PolicySection
 
 C = TypeVar("C", bound=DispatchCommand)
 
@@ -95,28 +95,14 @@ C = TypeVar("C", bound=DispatchCommand)
 class Policies(Protocol):
     """Which policy pack is in force where and when (a ``PolicyBook``)."""
 
-    def in_force(self, jurisdiction: str, on: date) -> PolicyPack: ...
-
-
-class PolicyNotInForce(DispatchRuleViolation):
-    """No pack covers the county on the day the command takes effect: no rule can decide it."""
-
-    kind: ClassVar[RuleKind] = "invalid"
-    code = "no_policy_in_force"
+    def pack_in_force(
+        self, jurisdiction: str, on: date, section: type[PolicySection]
+    ) -> PolicyPack: ...
 
 
 def county_stream(county: str) -> StreamModel[CountyDispatch]:
     """The one stream every dispatch decision and read of ``county`` folds."""
     return StreamModel(stream_id(county), CountyDispatch(county=county), evolve)
-
-
-def pack_in_force(policies: Policies, county: str, on: date) -> PolicyPack:
-    """The pack in force for ``county`` on ``on``; the decider takes one for every command, so
-    a day no pack covers refuses the command as it stands (422), whatever its rules."""
-    try:
-        return policies.in_force(county, on)
-    except NoPolicyInForce as error:
-        raise PolicyNotInForce(str(error)) from error
 
 
 def utc_today() -> date:
@@ -141,7 +127,9 @@ class CountyDecision(Generic[C]):
     ) -> CommandAccepted:
         principal.ensure_covers(Scope(county=county))
         on = self.today() if self.takes_effect is None else self.takes_effect(command)
-        pack = pack_in_force(self.policies, county, on)
+        # The decider takes a pack for every command, so a day no pack (with dispatch rules)
+        # covers refuses the command as it stands (422), whatever its rules.
+        pack = self.policies.pack_in_force(county, on, DispatchPolicy)
         return await self.commands().execute_one(
             county_stream(county), lambda state: decide(command, state, pack), metadata
         )
@@ -455,9 +443,7 @@ __all__ = [
     "HandoverView",
     "ObligationView",
     "Policies",
-    "PolicyNotInForce",
     "TeamView",
     "VillageView",
     "county_stream",
-    "pack_in_force",
 ]

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, status
+from fastapi import APIRouter, Depends, status
 
 from zhucun.contracts.dispatch.events import RoundReport
 from zhucun.dispatch.application import (
@@ -49,26 +49,15 @@ from zhucun.dispatch.domain.commands import Command
 from zhucun.shared.auth import Principal, require_roles
 from zhucun.shared.auth import Role as AccessRole
 from zhucun.shared.commands import CommandAccepted
-from zhucun.shared.http import command_metadata
+from zhucun.shared.http import CountyCode, command_metadata, use_cases
 from zhucun.shared.problems import ProblemError
 
-
-def _dispatch(request: Request) -> Dispatch:
-    dispatch = request.app.state.dispatch
-    assert isinstance(dispatch, Dispatch)
-    return dispatch
-
-
-#: A GB/T 2260 division code (the policy book understands nothing else).
-CountyCode = Annotated[
-    str, Path(pattern=r"^\d{2}(\d{2}){0,2}$", description="county division code, e.g. 530102")
-]
 Writer = Annotated[Principal, Depends(require_roles(AccessRole.ORG_ADMIN))]
 Reader = Annotated[
     Principal,
     Depends(require_roles(AccessRole.ORG_ADMIN, AccessRole.TOWNSHIP, AccessRole.AUDITOR)),
 ]
-UseCases = Annotated[Dispatch, Depends(_dispatch)]
+UseCases = Annotated[Dispatch, Depends(use_cases(Dispatch))]
 
 router = APIRouter(prefix="/counties/{county}", tags=["dispatch"])
 

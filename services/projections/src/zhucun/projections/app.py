@@ -6,16 +6,14 @@ environment variables).
 It builds the service app with its two read models (the audit trail, the decisions read
 model, each fed from Kafka), loads the policy book (the decisions projection's, validated
 when the app is built: a broken pack stops the start, not a batch), wires the use cases to
-the running service's database pool and command path, answers the use cases' refusals under
-each read model's problem namespace, and includes the routes.
+the running service's database pool and command path, and includes the routes (the use
+cases' refusals are answered by the shared problem handler, under the namespace of their read
+model: ``audit/...``, ``decisions/...``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from fastapi import FastAPI, Request, Response
-from pydantic import SecretStr
+from fastapi import FastAPI
 
 from zhucun.contracts.decisions import SOURCE, TOPIC
 from zhucun.contracts.decisions.events import registry as decisions_registry
@@ -23,15 +21,13 @@ from zhucun.projections.application import ReadSide
 from zhucun.projections.audit import AuditTrail, AuditTrailReader
 from zhucun.projections.decisions.projection import DecisionsProjection
 from zhucun.projections.decisions.queries import DecisionsReader
-from zhucun.projections.errors import ProjectionsRuleViolation
 from zhucun.projections.http import router
-from zhucun.shared.problems import problem_response, rule_problem
-from zhucun.shared.service import ServiceRuntime, create_service_app
-from zhucun.shared.settings import PostgresSettings, ServiceSettings
+from zhucun.shared.http import openapi_path, provide_use_cases
+from zhucun.shared.service import create_service_app, service_runtime
+from zhucun.shared.settings import PostgresSettings, ServiceSettings, local_database
 
-#: The HTTP API's OpenAPI document, committed (``services/projections/openapi.json``); regenerate
-#: it with ``uv run zhucun contracts write`` after changing a route.
-OPENAPI_PATH = Path(__file__).resolve().parents[3] / "openapi.json"
+#: The HTTP API's OpenAPI document, committed (``uv run zhucun contracts write`` rewrites it).
+OPENAPI_PATH = openapi_path(__file__)
 #: Schemas of the projections database: the audit trail in the settings' schema (``public``),
 #: the decisions read model and the decisions' event store each in their own, so either read
 #: model can be rebuilt and switched alone (``zhucun replay``).
@@ -41,9 +37,7 @@ STORE_SCHEMA = "decision_store"
 
 class ProjectionsSettings(ServiceSettings):
     service_name: str = "projections"
-    postgres: PostgresSettings = PostgresSettings(
-        dsn=SecretStr("postgresql://zhucun:zhucun@127.0.0.1:15432/projections")
-    )
+    postgres: PostgresSettings = local_database("projections")
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -67,28 +61,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         events=decisions_registry,
         problems="projections",
     )
-    runtime: ServiceRuntime = app.state.runtime
+    runtime = service_runtime(app)
 
     def read_side() -> ReadSide:
-        if runtime.pool is None:
-            raise RuntimeError("the service is not started")
         return ReadSide.over(
-            AuditTrailReader(runtime.pool, schema),
-            DecisionsReader(runtime.pool, DECISIONS_SCHEMA),
+            AuditTrailReader(runtime.database(), schema),
+            DecisionsReader(runtime.database(), DECISIONS_SCHEMA),
             runtime.commands(),
         )
 
-    app.state.read_side = read_side
-    # More specific than the shared handler of every RuleViolation (handlers are looked up
-    # along the exception's classes), so each refusal keeps its read model's problem types.
-    app.add_exception_handler(ProjectionsRuleViolation, _refused)
+    provide_use_cases(app, read_side)
     app.include_router(router)
     return app
-
-
-async def _refused(request: Request, exc: Exception) -> Response:
-    """A refusal of the read side, as the problem of its read model's namespace
-    (``audit/unknown-cadre``, ``decisions/already-dismissed``...)."""
-    assert isinstance(exc, ProjectionsRuleViolation)
-    problem = rule_problem(exc, service=exc.namespace)
-    return problem_response(problem.to_problem(instance=request.url.path), headers=problem.headers)

@@ -2,24 +2,19 @@
 
 Each read model answers its refusals under its own problem namespace, the one its clients
 already switch on: ``https://zhucun.dev/problems/audit/<code>`` for the audit trail (一人一档)
-and ``.../decisions/<code>`` for recall decisions and pools. ``namespace`` says which; the
-composition root maps every :class:`ProjectionsRuleViolation` with it (the shared handler
-knows one prefix per service).
+and ``.../decisions/<code>`` for recall decisions and pools. Each read model's base says which
+(``RuleViolation.namespace``), and the service's shared problem handler answers with it.
 
 Pure: no I/O, no web framework (the decider in ``decisions/lifecycle.py`` raises these too).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from zhucun.shared.rules import RuleViolation
 
 
 class ProjectionsRuleViolation(RuleViolation):
-    """A refusal of the read side; ``namespace`` is its problem type's prefix."""
-
-    namespace: ClassVar[str] = "projections"
+    """A refusal of the read side; each read model's base names its problem namespace."""
 
 
 # --- the audit trail -------------------------------------------------------------------------

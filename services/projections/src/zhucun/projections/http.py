@@ -31,13 +31,12 @@ root answers their ``RuleViolation`` as problems).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, Field
 
 from zhucun.projections.application import (
     DismissalAccepted,
@@ -56,19 +55,13 @@ from zhucun.projections.decisions.queries import (
     RecallDecision,
 )
 from zhucun.shared.auth import Principal, Role, require_roles
-from zhucun.shared.http import command_metadata
+from zhucun.shared.http import CadreId, command_metadata, use_cases
+from zhucun.shared.inputs import Input
 
-
-def _read_side(request: Request) -> ReadSide:
-    """The use cases, wired by the composition root to the running service."""
-    build: Callable[[], ReadSide] = request.app.state.read_side
-    return build()
-
-
-Side = Annotated[ReadSide, Depends(_read_side)]
+#: The use cases, wired by the composition root to the running service.
+Side = Annotated[ReadSide, Depends(use_cases(ReadSide))]
 Reader = Annotated[Principal, Depends(require_roles(Role.AUDITOR, Role.ORG_ADMIN))]
 Admin = Annotated[Principal, Depends(require_roles(Role.ORG_ADMIN))]
-CadreId = Annotated[str, Path(min_length=1, max_length=100)]
 County = Annotated[str, Path(pattern=r"^\d{6}$", description="County code (GB/T 2260)")]
 DecisionId = Annotated[str, Path(min_length=1, max_length=100)]
 AsOf = Annotated[
@@ -143,9 +136,7 @@ async def export_cadre_file(
 # --- recall decisions and pools --------------------------------------------------------------
 
 
-class Dismissal(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Dismissal(Input):
     reason: str = Field(min_length=1, max_length=5_000, description="Why, for the record")
 
 

@@ -5,7 +5,6 @@ every contract on them, and the calendar their days are counted in."""
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from zhucun.contracts.assessment import TOPIC as ASSESSMENT_TOPIC
 from zhucun.contracts.assessment import events as assessment
@@ -15,11 +14,11 @@ from zhucun.contracts.decisions import TOPIC as DECISIONS_TOPIC
 from zhucun.contracts.decisions import events as decisions
 from zhucun.contracts.dispatch import TOPIC as DISPATCH_TOPIC
 from zhucun.contracts.dispatch import events as dispatch
+from zhucun.shared.china import SHANGHAI as SHANGHAI
 from zhucun.shared.events import DomainEvent, EventRegistry, UnknownEventType
 
 TOPICS = (DISPATCH_TOPIC, ATTENDANCE_TOPIC, ASSESSMENT_TOPIC, DECISIONS_TOPIC)
-#: Calendar days (periods of a file, the day of a dismissal) are China's.
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+#: Calendar days (periods of a file, the day of a dismissal) are China's (``SHANGHAI``).
 
 
 class UnionRegistry(EventRegistry):

@@ -22,8 +22,8 @@ therefore have equal digests (the tests check it). How the rebuild reads fast is
 ``apply`` that raises for that one event) are skipped as the runner skips them after
 dead-lettering; the rebuild does not dead-letter them again (they were when first
 consumed), but logs each one (``replay.rejected``: topic, partition, offset, kind) and counts
-them in the report and in ``projection_counts.dead_lettered``. ``strict=True`` stops the
-rebuild at the first one instead (:class:`~zhucun.shared.projection.PoisonRecord`), as a
+them in the report and in ``projection_counts.dead_lettered``. ``Tuning(strict=True)`` stops
+the rebuild at the first one instead (:class:`~zhucun.shared.projection.PoisonRecord`), as a
 runner without a dead-letter publisher stops.
 
 **Gaps.** Offsets are expected to be dense, as for the runner: a partition whose next record
@@ -39,7 +39,7 @@ inspection (drop it with :func:`drop_schema`).
 
 from zhucun.shared.replay.asof import rebuild_as_of
 from zhucun.shared.replay.digest import digest, model_tables
-from zhucun.shared.replay.engine import DEFAULT_BATCH_SIZE
+from zhucun.shared.replay.engine import DEFAULT_BATCH_SIZE, Tuning
 from zhucun.shared.replay.report import (
     Progress,
     RebuildReport,
@@ -58,6 +58,7 @@ __all__ = [
     "RejectedRecord",
     "ReplayError",
     "TopicPartitionKey",
+    "Tuning",
     "digest",
     "drop_schema",
     "model_tables",

@@ -11,7 +11,7 @@ import structlog
 
 from zhucun.shared.pipeline import Projection
 from zhucun.shared.replay.digest import digest_of
-from zhucun.shared.replay.engine import DEFAULT_BATCH_SIZE, Replay, Tuning
+from zhucun.shared.replay.engine import DEFAULT_TUNING, Replay, Tuning
 from zhucun.shared.replay.report import Progress, RebuildReport, ReplayError, TopicPartitionKey
 from zhucun.shared.replay.schemas import check_schema, schema_exists
 from zhucun.shared.replay.workers import build, factory
@@ -28,12 +28,10 @@ async def rebuild_as_of(
     scratch_schema: str,
     until: datetime | Mapping[TopicPartitionKey, int],
     progress: Progress | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    tuning: Tuning = DEFAULT_TUNING,
     workers: int = 1,
     dsn: str | None = None,
-    check_crcs: bool = True,
     ignore_columns: Mapping[str, Collection[str]] | None = None,
-    strict: bool = False,
 ) -> RebuildReport:
     """Build the projection into ``scratch_schema`` (which must not exist) from the records up
     to ``until`` only, and leave it there for auditors to query. Nothing is switched.
@@ -62,7 +60,6 @@ async def rebuild_as_of(
     check_schema(scratch_schema, 0)
     if await schema_exists(pool, scratch_schema):
         raise ReplayError(f"schema {scratch_schema!r} exists; drop it or choose another")
-    tuning = Tuning(batch_size, strict, check_crcs)
     workers_factory = factory(make_projection, workers, dsn)
     projection = make_projection(scratch_schema)
     async with Replay(pool, projection, kafka, schema=scratch_schema, tuning=tuning) as replay:

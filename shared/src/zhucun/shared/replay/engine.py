@@ -63,10 +63,18 @@ KAFKA_COMMIT_INTERVAL_SECONDS = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    batch_size: int
+    """How a rebuild reads and applies the records (``rebuild``, ``rebuild_as_of``)."""
+
+    #: Records applied per transaction.
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: Stop at the first rejected record (PoisonRecord) instead of skipping it.
-    strict: bool
-    check_crcs: bool
+    strict: bool = False
+    #: False skips Kafka's CRC check of fetched batches (less CPU; the event store's hash
+    #: chain is the tamper evidence).
+    check_crcs: bool = True
+
+
+DEFAULT_TUNING = Tuning()
 
 
 class Replay:

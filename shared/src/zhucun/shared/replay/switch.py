@@ -18,7 +18,7 @@ from aiokafka import TopicPartition
 
 from zhucun.shared.pipeline import Projection
 from zhucun.shared.replay.digest import digest_of
-from zhucun.shared.replay.engine import DEFAULT_BATCH_SIZE, Replay, Tuning, key
+from zhucun.shared.replay.engine import DEFAULT_TUNING, Replay, Tuning, key
 from zhucun.shared.replay.report import (
     Built,
     Progress,
@@ -57,12 +57,10 @@ async def rebuild(
     *,
     live_schema: str,
     progress: Progress | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    tuning: Tuning = DEFAULT_TUNING,
     workers: int = 1,
     dsn: str | None = None,
-    check_crcs: bool = True,
     ignore_columns: Mapping[str, Collection[str]] | None = None,
-    strict: bool = False,
     allow_foreign_tables: bool = False,
 ) -> RebuildReport:
     """Rebuild the projection from offset zero and switch it in for ``live_schema``.
@@ -118,13 +116,13 @@ async def rebuild(
     ``pool``); every copy of an event is on its key's partition, so each process dedupes its
     own, and should that not hold (events re-published after the partition count changed)
     the dedupe table's key fails to build and the rebuild stops instead of switching.
-    ``check_crcs=False`` skips Kafka's CRC check of fetched batches (less CPU; the event
-    store's hash chain is the tamper evidence). ``strict=True`` stops at the first rejected
-    record (:class:`~zhucun.shared.projection.PoisonRecord`) instead of skipping it.
+    ``tuning`` (:class:`~zhucun.shared.replay.Tuning`): the batch size; ``check_crcs=False``
+    skips Kafka's CRC check of fetched batches (less CPU; the event store's hash chain is the
+    tamper evidence); ``strict=True`` stops at the first rejected record
+    (:class:`~zhucun.shared.projection.PoisonRecord`) instead of skipping it.
     """
     check_schema(live_schema, max(len(OLD_SUFFIX) + 15, len(REBUILD_SUFFIX) + 8))
     fresh = f"{live_schema}{REBUILD_SUFFIX}{uuid4().hex[:8]}"
-    tuning = Tuning(batch_size, strict, check_crcs)
     workers_factory = factory(make_projection, workers, dsn)
     projection = make_projection(fresh)
     async with Replay(pool, projection, kafka, schema=fresh, tuning=tuning) as replay:

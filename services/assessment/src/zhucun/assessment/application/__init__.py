@@ -20,7 +20,6 @@ from zhucun.assessment.application.context import Application, today_in_china
 from zhucun.assessment.application.ports import Absences, Assignments, Policies
 from zhucun.assessment.application.refusals import (
     NoAssignment,
-    NoPolicyInForce,
     UnknownTeam,
     VillageNotReplicated,
 )
@@ -39,7 +38,6 @@ __all__ = [
     "Assignments",
     "CadreRecord",
     "NoAssignment",
-    "NoPolicyInForce",
     "ObligationRecord",
     "OpenObligation",
     "Policies",

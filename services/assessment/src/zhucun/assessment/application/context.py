@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from typing import TypeVar
-from zoneinfo import ZoneInfo
 
 from zhucun.assessment.application.ports import Absences, Assignments, Policies
 from zhucun.assessment.application.refusals import (
     NoAssignment,
-    NoPolicyInForce,
     UnknownTeam,
     VillageNotReplicated,
 )
@@ -35,24 +33,16 @@ from zhucun.assessment.domain import (
     team_stream,
     year_bounds,
 )
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.replicas.dispatch import AssignmentRow
-from zhucun.shared import policy
 from zhucun.shared.auth import Principal, Scope
+from zhucun.shared.china import today_in_china as today_in_china
 from zhucun.shared.commands import CommandAccepted, CommandPath, StreamModel
 from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
 
 S = TypeVar("S")
-
-#: Periods and due dates are counted in China's calendar days.
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-def today_in_china() -> date:
-    """Today in China (the calendar every period and due date is counted in)."""
-    return datetime.now(SHANGHAI).date()
-
 
 # --- the streams ----------------------------------------------------------------------------
 
@@ -172,13 +162,9 @@ class Application:
         return AttendanceFacts(cadre_id=cadre_id, year=year, unexcused_absences=absences)
 
     def pack(self, county: str, on: date) -> PolicyPack:
-        """The policy pack in force in the county on ``on``, with assessment rules."""
-        try:
-            pack = self.policies.in_force(county, on)
-            pack.assessment_rules()
-        except (policy.NoPolicyInForce, policy.PolicySectionMissing) as error:
-            raise NoPolicyInForce(county, on, str(error)) from error
-        return pack
+        """The policy pack in force in the county on ``on``, with assessment rules
+        (``zhucun.shared.policy.NoPolicyInForce`` when there is none)."""
+        return self.policies.pack_in_force(county, on, AssessmentPolicy)
 
     def pack_of_year(self, county: str, year: int) -> PolicyPack:
         """The pack of an annual round: the one in force on the year's last day."""

@@ -9,7 +9,7 @@ from datetime import date
 from typing import Protocol
 
 from zhucun.assessment.replicas.dispatch import AssignmentRow
-from zhucun.shared.policy import PolicyPack
+from zhucun.shared.policy import PolicyPack, PolicySection
 
 
 class Assignments(Protocol):
@@ -40,8 +40,11 @@ class Absences(Protocol):
 class Policies(Protocol):
     """The policy packs (``zhucun.shared.policy.PolicyBook``)."""
 
-    def in_force(self, jurisdiction: str, on: date) -> PolicyPack:
-        """The pack in force in the jurisdiction on a day; ``NoPolicyInForce`` when none."""
+    def pack_in_force(
+        self, jurisdiction: str, on: date, section: type[PolicySection]
+    ) -> PolicyPack:
+        """The pack in force in the jurisdiction on a day, with the section's rules;
+        ``NoPolicyInForce`` (the shared refusal) when none."""
         ...
 
 

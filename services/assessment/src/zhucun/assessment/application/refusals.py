@@ -1,11 +1,10 @@
-"""Refusals of the use cases (not of the decider): what the replicas do not know yet, and a
-day no policy pack covers. Answered by the service's problem handler like any
-``RuleViolation``; the retryable ones with ``Retry-After``, since a replica catching up with
-its source may make the same command succeed."""
+"""Refusals of the use cases (not of the decider): what the replicas do not know yet (a day
+no policy pack covers is the shared ``zhucun.shared.policy.NoPolicyInForce``). Answered by
+the service's problem handler like any ``RuleViolation``; the retryable ones with
+``Retry-After``, since a replica catching up with its source may make the same command
+succeed."""
 
 from __future__ import annotations
-
-from datetime import date
 
 from zhucun.assessment.domain.errors import AssessmentRuleViolation
 
@@ -50,16 +49,4 @@ class VillageNotReplicated(AssessmentRuleViolation):
         self.village_id = village_id
 
 
-class NoPolicyInForce(AssessmentRuleViolation):
-    """No policy pack with assessment rules covers the county on the day that decides."""
-
-    code = "no_policy_in_force"
-    kind = "invalid"
-
-    def __init__(self, county: str, on: date, reason: str) -> None:
-        super().__init__(reason)
-        self.county = county
-        self.on = on
-
-
-__all__ = ["NoAssignment", "NoPolicyInForce", "UnknownTeam", "VillageNotReplicated"]
+__all__ = ["NoAssignment", "UnknownTeam", "VillageNotReplicated"]

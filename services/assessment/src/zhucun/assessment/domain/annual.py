@@ -23,6 +23,7 @@ from zhucun.assessment.domain.errors import (
 )
 from zhucun.assessment.domain.guards import require_facts_of, require_overlaps
 from zhucun.assessment.domain.periods import year_bounds
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import capped_grade, excellent_cap
 from zhucun.assessment.domain.state import AnnualState
 from zhucun.contracts.assessment.events import (
@@ -73,7 +74,7 @@ def propose_annual_grade(
 ) -> list[DomainEvent]:
     """A grade for a cadre on post in the county during the year, capped by the year's
     absences (the cap is recorded when it lowered the grade)."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     round_id = _require_round(state, command.round_id, command.county, command.year)
     post = command.post
     require_facts_of(command.attendance, post, state.year)
@@ -108,7 +109,7 @@ def finalise_annual_round(
 ) -> list[DomainEvent]:
     """The final round and one result per cadre (by cadre id); refused over the 优秀 cap.
     Finalising a final round again is a no-op."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     round_id = _require_round(state, command.round_id, command.county, command.year)
     if state.finalised:
         return []

@@ -15,10 +15,11 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict, Field
 
 from zhucun.contracts.assessment.events import QUARTER_PATTERN, AnnualGrade, InspectionKind, TalkBy
+from zhucun.shared.inputs import Input
 
 
-class Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+class Command(Input):
+    """A command to the assessment decider (immutable, no unknown members, strings stripped)."""
 
 
 class Post(BaseModel):

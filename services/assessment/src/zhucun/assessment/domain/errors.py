@@ -11,30 +11,21 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import ClassVar
 
 from zhucun.contracts.assessment.events import TalkBy
-from zhucun.shared.rules import RuleKind, RuleViolation
+from zhucun.shared import rules
+from zhucun.shared.rules import RuleViolation
 
 
 class AssessmentRuleViolation(RuleViolation):
     """A command breaks an assessment rule; nothing was decided."""
 
-    code: ClassVar[str] = "assessment_rule_violation"
-    kind: ClassVar[RuleKind] = "invalid"
 
-
-class DuplicateId(AssessmentRuleViolation):
+class DuplicateId(rules.DuplicateId, AssessmentRuleViolation):
     """The id of the command's new thing is taken by something with other content (a repeat
     with the same content is a no-op, not an error)."""
 
-    code = "duplicate_id"
-    kind = "conflict"
-
-    def __init__(self, what: str, identifier: str) -> None:
-        super().__init__(f"{what} {identifier!r} already exists with other content")
-        self.what = what
-        self.identifier = identifier
+    qualifier = "with other content"
 
 
 class FutureDate(AssessmentRuleViolation):

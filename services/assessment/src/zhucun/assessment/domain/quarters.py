@@ -22,6 +22,7 @@ from zhucun.assessment.domain.errors import (
 )
 from zhucun.assessment.domain.guards import require_not_after, require_overlaps
 from zhucun.assessment.domain.periods import quarter_bounds
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import quarterly_grade, quarterly_score, rank_lists
 from zhucun.assessment.domain.state import Obligation, QuarterState
 from zhucun.contracts.assessment.events import (
@@ -67,7 +68,7 @@ def assess_quarter(
 ) -> list[DomainEvent]:
     """The cadre's quarterly score and grade; a 一般 also opens the 双约谈 obligation, due
     ``admonition_talk_days`` after today."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     post = command.post
     if command.quarter != state.quarter:
         raise ValueError(f"the decision needs the quarter {command.quarter}, not {state.quarter}")
@@ -169,7 +170,7 @@ def publish_lists(
 ) -> list[DomainEvent]:
     """The quarter's red and blue lists from the quarterly scores, once a quarter (the same
     ``list_id`` again is a no-op)."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     _require_quarter_stream(state, command.county, command.quarter)
     if command.list_id in state.lists:
         return []

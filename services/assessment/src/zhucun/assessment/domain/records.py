@@ -24,6 +24,7 @@ from zhucun.assessment.domain.guards import (
     require_overlaps,
 )
 from zhucun.assessment.domain.periods import period_bounds
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import capped_grade
 from zhucun.assessment.domain.state import CadreState, TeamState
 from zhucun.contracts.assessment.events import (
@@ -137,7 +138,7 @@ def assess_term(command: AssessTerm, state: CadreState, pack: PolicyPack) -> lis
     planned ``term_end`` has come. The event's ``term_end`` is the last day on post (the
     planned end while the assignment was not ended early). The attendance facts are those of
     that day's year; their cap is applied as in the annual round."""
-    rules = pack.assessment_rules()
+    rules = pack.rules(AssessmentPolicy)
     post = command.post
     require_cadre_stream(state, post)
     last_day = post.ended_on or post.term_end

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
+from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.contracts.assessment.events import AnnualGrade, GradeCap, ListEntry, QuarterlyGrade
-from zhucun.shared.policy import AssessmentPolicy
 
 #: The annual and term scale, best first.
 ANNUAL_ORDER: tuple[AnnualGrade, ...] = (

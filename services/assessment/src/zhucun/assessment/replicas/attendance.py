@@ -17,6 +17,7 @@ from zhucun.contracts.attendance import TOPIC as ATTENDANCE_TOPIC
 from zhucun.contracts.attendance.events import MonthClosed, SpotCheckRecorded
 from zhucun.contracts.attendance.events import registry as attendance_registry
 from zhucun.shared.projection import Delivery
+from zhucun.shared.replica import Table, latest
 
 #: The replica's projection name, also its Kafka consumer group.
 REPLICA_NAME = "assessment-attendance-facts"
@@ -32,65 +33,40 @@ class AttendanceFactsReplica:
     def __init__(self, schema: str, *, name: str = REPLICA_NAME) -> None:
         self.name = name
         self.schema = schema
-        self.spot_checks = f'"{schema}".replica_spot_checks'
-        self.closes = f'"{schema}".replica_month_closes'
+        #: Each spot check: its month, and whether the cadre was absent without leave.
+        self.spot_checks = Table(
+            f'"{schema}".replica_spot_checks',
+            {"spot_check_id": "text", "cadre_id": "text", "month": "text", "unexcused": "boolean"},
+            key=("cadre_id", "spot_check_id"),
+        )
+        #: Each closed month's unexcused absences (and shortfall).
+        self.closes = Table(
+            f'"{schema}".replica_month_closes',
+            {
+                "cadre_id": "text",
+                "month": "text",
+                "unexcused_absences": "integer",
+                "shortfall": "integer",
+            },
+            key=("cadre_id", "month"),
+        )
 
     async def migrate(self, conn: asyncpg.Connection) -> None:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        await conn.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {self.spot_checks} (
-                spot_check_id text NOT NULL,
-                cadre_id text NOT NULL,
-                month text NOT NULL,
-                unexcused boolean NOT NULL,
-                PRIMARY KEY (cadre_id, spot_check_id)
-            );
-            CREATE TABLE IF NOT EXISTS {self.closes} (
-                cadre_id text NOT NULL,
-                month text NOT NULL,
-                unexcused_absences integer NOT NULL,
-                shortfall integer NOT NULL,
-                PRIMARY KEY (cadre_id, month)
-            )
-            """
-        )
+        await conn.execute(self.spot_checks.create())
+        await conn.execute(self.closes.create())
 
     async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
-        checks: dict[tuple[str, str], SpotCheckRecorded] = {}
-        closes: dict[tuple[str, str], MonthClosed] = {}
-        for delivery in deliveries:
-            event = delivery.payload
-            if isinstance(event, SpotCheckRecorded):
-                checks[(event.cadre_id, event.spot_check_id)] = event
-            elif isinstance(event, MonthClosed):
-                closes[(event.cadre_id, event.month)] = event
-        if checks:
-            rows = list(checks.values())
-            await conn.execute(
-                f"""
-                INSERT INTO {self.spot_checks} (spot_check_id, cadre_id, month, unexcused)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[])
-                ON CONFLICT (cadre_id, spot_check_id) DO NOTHING
-                """,
-                [c.spot_check_id for c in rows],
-                [c.cadre_id for c in rows],
-                [c.day.strftime("%Y-%m") for c in rows],
-                [c.unexcused_absence for c in rows],
-            )
-        if closes:
-            done = list(closes.values())
-            await conn.execute(
-                f"""
-                INSERT INTO {self.closes} (cadre_id, month, unexcused_absences, shortfall)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::int[])
-                ON CONFLICT (cadre_id, month) DO NOTHING
-                """,
-                [c.cadre_id for c in done],
-                [c.month for c in done],
-                [c.unexcused_absences for c in done],
-                [c.shortfall for c in done],
-            )
+        checks = latest(deliveries, SpotCheckRecorded, lambda e: (e.cadre_id, e.spot_check_id))
+        await self.spot_checks.insert(
+            conn,
+            [
+                (c.spot_check_id, c.cadre_id, c.day.strftime("%Y-%m"), c.unexcused_absence)
+                for c in checks.values()
+            ],
+        )
+        closes = latest(deliveries, MonthClosed, lambda e: (e.cadre_id, e.month))
+        await self.closes.insert_fields(conn, closes.values())
 
 
 class ReplicatedAbsences:

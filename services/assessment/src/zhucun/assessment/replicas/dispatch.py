@@ -30,6 +30,7 @@ from zhucun.contracts.dispatch.events import (
 )
 from zhucun.contracts.dispatch.events import registry as dispatch_registry
 from zhucun.shared.projection import Delivery
+from zhucun.shared.replica import Table, latest
 
 #: The replica's projection name, also its Kafka consumer group.
 REPLICA_NAME = "assessment-dispatch-replica"
@@ -66,94 +67,59 @@ class DispatchReplica:
     def __init__(self, schema: str, *, name: str = REPLICA_NAME) -> None:
         self.name = name
         self.schema = schema
-        self.villages = f'"{schema}".replica_villages'
-        self.assignments = f'"{schema}".replica_assignments'
+        #: The township of each village (jurisdiction is checked against it).
+        self.villages = Table(
+            f'"{schema}".replica_villages',
+            {"village_id": "text", "township": "text"},
+            key=("village_id",),
+        )
+        #: Each assignment as dispatch announced it, and its last day on post once ended.
+        self.assignments = Table(
+            f'"{schema}".replica_assignments',
+            {
+                "assignment_id": "text",
+                "cadre_id": "text",
+                "team_id": "text",
+                "village_id": "text",
+                "county": "text",
+                "term_start": "date",
+                "term_end": "date",
+                "ended_on": "date",
+            },
+            key=("assignment_id",),
+            nullable=frozenset({"ended_on"}),
+        )
 
     async def migrate(self, conn: asyncpg.Connection) -> None:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        await conn.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {self.villages} (
-                village_id text PRIMARY KEY,
-                township text NOT NULL
-            )
-            """
-        )
+        await conn.execute(self.villages.create())
         drops = ", ".join(f"DROP COLUMN IF EXISTS {c}" for c in _RETIRED_VILLAGE_COLUMNS)
-        await conn.execute(f"ALTER TABLE {self.villages} {drops}")
+        await conn.execute(f"ALTER TABLE {self.villages.name} {drops}")
         # Served the county queries of the earlier copy; assessment asks by cadre and team.
         await conn.execute(f'DROP INDEX IF EXISTS "{self.schema}".replica_assignments_county')
+        await conn.execute(self.assignments.create())
         await conn.execute(
             f"""
-            CREATE TABLE IF NOT EXISTS {self.assignments} (
-                assignment_id text PRIMARY KEY,
-                cadre_id text NOT NULL,
-                team_id text NOT NULL,
-                village_id text NOT NULL,
-                county text NOT NULL,
-                term_start date NOT NULL,
-                term_end date NOT NULL,
-                ended_on date
-            );
             CREATE INDEX IF NOT EXISTS replica_assignments_cadre
-                ON {self.assignments} (cadre_id, term_start);
+                ON {self.assignments.name} (cadre_id, term_start);
             CREATE INDEX IF NOT EXISTS replica_assignments_team
-                ON {self.assignments} (team_id, term_start)
+                ON {self.assignments.name} (team_id, term_start)
             """
         )
 
     async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         """Fold the batch in memory (one key's events arrive in order), then write each
-        table once."""
-        townships: dict[str, str] = {}
-        assigned: dict[str, CadreAssigned] = {}
-        ended: dict[str, date] = {}
-        for delivery in deliveries:
-            event = delivery.payload
-            if isinstance(event, VillageRegistered | VillageUpdated):
-                townships[event.village_id] = event.township
-            elif isinstance(event, CadreAssigned):
-                assigned[event.assignment_id] = event
-            elif isinstance(event, AssignmentEnded):
-                ended[event.assignment_id] = event.ended_on
-        if townships:
-            await conn.execute(
-                f"""
-                INSERT INTO {self.villages} (village_id, township)
-                SELECT * FROM unnest($1::text[], $2::text[])
-                ON CONFLICT (village_id) DO UPDATE SET township = EXCLUDED.township
-                """,
-                list(townships),
-                list(townships.values()),
-            )
-        if assigned:
-            rows = list(assigned.values())
-            await conn.execute(
-                f"""
-                INSERT INTO {self.assignments}
-                    (assignment_id, cadre_id, team_id, village_id, county, term_start, term_end)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::date[], $7::date[])
-                ON CONFLICT (assignment_id) DO NOTHING
-                """,
-                [a.assignment_id for a in rows],
-                [a.cadre_id for a in rows],
-                [a.team_id for a in rows],
-                [a.village_id for a in rows],
-                [a.county for a in rows],
-                [a.term_start for a in rows],
-                [a.term_end for a in rows],
-            )
-        if ended:
-            await conn.execute(
-                f"""
-                UPDATE {self.assignments} AS a SET ended_on = e.ended_on
-                FROM unnest($1::text[], $2::date[]) AS e(assignment_id, ended_on)
-                WHERE a.assignment_id = e.assignment_id
-                """,
-                list(ended),
-                list(ended.values()),
-            )
+        table once: the villages' townships, the new assignments, the ends."""
+        villages = latest(deliveries, (VillageRegistered, VillageUpdated), lambda e: e.village_id)
+        await self.villages.insert(
+            conn, [(v, e.township) for v, e in villages.items()], on_conflict="update"
+        )
+        assigned = latest(deliveries, CadreAssigned, lambda e: e.assignment_id)
+        await self.assignments.insert_fields(conn, assigned.values(), omit=("ended_on",))
+        ended = latest(deliveries, AssignmentEnded, lambda e: e.assignment_id)
+        await self.assignments.update(
+            conn, [(a, e.ended_on) for a, e in ended.items()], columns=("ended_on",)
+        )
 
 
 class ReplicatedAssignments:

@@ -6,8 +6,9 @@ book, a clock), the caller (an :class:`Actor` for a command, a principal for a r
 command's values; it finds the cadre's post in the replica, enforces the rules about who
 may act on it, picks the policy pack in force, builds the command, runs the decider over the
 streams of its consistency boundary, and returns a typed outcome (``CommandAccepted`` or a
-typed result). Refusals are ``AttendanceRuleViolation``s, raised (or, for the items of a
-batch and the cadres of a county-wide close, carried in the outcome).
+typed result). Refusals are ``AttendanceRuleViolation``s, and the shared
+``zhucun.shared.policy.NoPolicyInForce`` for a day no pack covers, raised (or, for the items
+of a batch and the cadres of a county-wide close, carried in the outcome).
 
 * presence evidence (``presence``): ``record_check_in``, ``record_check_in_batch``,
   ``confirm_cadre_presence``, ``record_cadre_spot_check``;
@@ -21,9 +22,7 @@ batch and the cadres of a county-wide close, carried in the outcome).
 from zhucun.attendance.application.context import Actor, Context, Policies, Posts
 from zhucun.attendance.application.errors import (
     NoActiveAssignment,
-    NoPolicyInForce,
     NotYourself,
-    OutsideJurisdiction,
     VillageNotReplicated,
 )
 from zhucun.attendance.application.leave import (
@@ -77,10 +76,8 @@ __all__ = [
     "LeaveView",
     "MonthView",
     "NoActiveAssignment",
-    "NoPolicyInForce",
     "NotYourself",
     "OpenMonth",
-    "OutsideJurisdiction",
     "Policies",
     "Posts",
     "VillageNotReplicated",

@@ -7,11 +7,12 @@ post in the replica (``Posts``: small, so tests pass an in-memory stand-in), che
 caller may act on it, and picks the policy pack in force; those rules live here, once:
 
 * a cadre acts for themselves only (``NotYourself``);
-* the caller's jurisdiction covers the post's county and township (``OutsideJurisdiction``);
+* the caller's jurisdiction covers the post's county, township and cadre (the shared
+  ``OutsideJurisdiction`` of ``Principal.ensure_covers``);
 * no post known covering the day, or its village not known yet, is retryable: the replica
   lags behind dispatch (``NoActiveAssignment``, ``VillageNotReplicated``);
 * the pack is the one in force for the post's county on the day the command is about, and it
-  must have attendance rules (``NoPolicyInForce``).
+  must have attendance rules (``zhucun.shared.policy.NoPolicyInForce``).
 """
 
 from __future__ import annotations
@@ -23,9 +24,7 @@ from typing import Protocol
 
 from zhucun.attendance.application.errors import (
     NoActiveAssignment,
-    NoPolicyInForce,
     NotYourself,
-    OutsideJurisdiction,
     VillageNotReplicated,
 )
 from zhucun.attendance.domain import (
@@ -42,11 +41,11 @@ from zhucun.attendance.domain import (
     month_stream,
     work_stream,
 )
-from zhucun.shared import policy
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.shared.auth import Principal, Role, Scope
 from zhucun.shared.commands import CommandPath, StreamModel
 from zhucun.shared.envelope import EventMetadata
-from zhucun.shared.policy import PolicyPack
+from zhucun.shared.policy import PolicyPack, PolicySection
 
 
 class Posts(Protocol):
@@ -67,7 +66,9 @@ class Posts(Protocol):
 class Policies(Protocol):
     """The policy book (``zhucun.shared.policy.PolicyBook``)."""
 
-    def in_force(self, jurisdiction: str, on: date) -> PolicyPack: ...
+    def pack_in_force(
+        self, jurisdiction: str, on: date, section: type[PolicySection]
+    ) -> PolicyPack: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +113,9 @@ def ensure_self(principal: Principal, cadre_id: str) -> None:
         raise NotYourself()
 
 
-def ensure_covers(principal: Principal, scope: Scope) -> None:
-    if not principal.covers(scope):
-        raise OutsideJurisdiction()
-
-
 def ensure_covers_post(principal: Principal, post: Post) -> None:
     """The caller's jurisdiction covers the post's county, township and cadre."""
-    ensure_covers(principal, Scope(county=post.county, township=post.township, cadre=post.cadre_id))
+    principal.ensure_covers(Scope(county=post.county, township=post.township, cadre=post.cadre_id))
 
 
 def known_village(post: Post) -> Post:
@@ -147,13 +143,9 @@ class Context:
         return self.now().astimezone(SHANGHAI).date()
 
     def pack(self, county: str, on: date) -> PolicyPack:
-        """The pack in force for ``county`` on ``on``, with attendance rules."""
-        try:
-            pack = self.policies.in_force(county, on)
-            pack.attendance_rules()
-        except (policy.NoPolicyInForce, policy.PolicySectionMissing) as error:
-            raise NoPolicyInForce(county, str(error)) from error
-        return pack
+        """The pack in force for ``county`` on ``on``, with attendance rules
+        (``NoPolicyInForce`` when there is none)."""
+        return self.policies.pack_in_force(county, on, AttendancePolicy)
 
     async def post_on(self, principal: Principal, cadre_id: str, day: date) -> Post:
         """The cadre's post on ``day``, which the caller may act on."""
@@ -191,7 +183,6 @@ __all__ = [
     "Policies",
     "Posts",
     "covering",
-    "ensure_covers",
     "ensure_covers_post",
     "ensure_self",
     "known_village",

@@ -1,10 +1,13 @@
 """Refusals of the attendance use cases, beside the decider's (``domain.errors``): what the
-application finds before it can build a command, from the replica of dispatch, the policy
-book and the caller's token.
+application finds before it can build a command, from the replica of dispatch and the
+caller's token. A day no policy pack covers is the shared refusal
+``zhucun.shared.policy.NoPolicyInForce``.
 
 They are ``AttendanceRuleViolation``s like the decider's, so the service answers them the
 same way (problem type ``attendance/<code-with-dashes>``, the status of their kind) and a
-county-wide close tells them apart by class, not by reading a problem document.
+county-wide close tells them apart by class, not by reading a problem document. A post
+outside the caller's jurisdiction is the shared ``zhucun.shared.rules.OutsideJurisdiction``
+(``Principal.ensure_covers``), answered alike by every service.
 """
 
 from __future__ import annotations
@@ -41,17 +44,6 @@ class VillageNotReplicated(AttendanceRuleViolation):
         self.village_id = village_id
 
 
-class NoPolicyInForce(AttendanceRuleViolation):
-    """No policy pack with attendance rules is in force for the county on the day."""
-
-    code = "no_policy_in_force"
-    kind = "invalid"
-
-    def __init__(self, county: str, message: str) -> None:
-        super().__init__(message)
-        self.county = county
-
-
 class NotYourself(AttendanceRuleViolation):
     """A cadre acts for themselves only (their token's ``cadre`` claim)."""
 
@@ -64,20 +56,8 @@ class NotYourself(AttendanceRuleViolation):
         )
 
 
-class OutsideJurisdiction(AttendanceRuleViolation):
-    """The post (or the county) lies outside the caller's jurisdiction."""
-
-    code = "forbidden_jurisdiction"
-    kind = "forbidden"
-
-    def __init__(self) -> None:
-        super().__init__("The resource lies outside the jurisdiction of the token's principal.")
-
-
 __all__ = [
     "NoActiveAssignment",
-    "NoPolicyInForce",
     "NotYourself",
-    "OutsideJurisdiction",
     "VillageNotReplicated",
 ]

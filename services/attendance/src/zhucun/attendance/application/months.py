@@ -19,7 +19,6 @@ from typing import Literal
 from zhucun.attendance.application.context import (
     Actor,
     Context,
-    ensure_covers,
     ensure_covers_post,
     known_village,
     leave_model,
@@ -34,6 +33,8 @@ from zhucun.attendance.domain import (
 )
 from zhucun.shared.auth import Scope
 from zhucun.shared.commands import CommandAccepted
+from zhucun.shared.policy import NoPolicyInForce
+from zhucun.shared.rules import OutsideJurisdiction, RuleViolation
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class CadreClose:
 
     cadre_id: str
     status: Literal["closed", "already_closed", "refused"]
-    refusal: AttendanceRuleViolation | None = None
+    refusal: RuleViolation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ async def close_county_month(ctx: Context, actor: Actor, county: str, month: str
     """Close ``month`` for every cadre on post in the county on some day of it (only those
     of the caller's township, for a township)."""
     township = actor.principal.jurisdiction.township
-    ensure_covers(actor.principal, Scope(county=county, township=township))
+    actor.principal.ensure_covers(Scope(county=county, township=township))
     first, last = month_bounds(month)
     outcomes: list[CadreClose] = []
     for cadre_id in await ctx.posts.cadres_between(county, first, last, township=township):
@@ -87,7 +88,7 @@ async def close_county_month(ctx: Context, actor: Actor, county: str, month: str
             await close_cadre_month(ctx, actor, cadre_id, month)
         except MonthAlreadyClosed:
             outcomes.append(CadreClose(cadre_id, "already_closed"))
-        except AttendanceRuleViolation as refusal:
+        except (AttendanceRuleViolation, NoPolicyInForce, OutsideJurisdiction) as refusal:
             outcomes.append(CadreClose(cadre_id, "refused", refusal))
         else:
             outcomes.append(CadreClose(cadre_id, "closed"))

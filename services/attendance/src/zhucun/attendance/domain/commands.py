@@ -15,10 +15,11 @@ from datetime import date
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from zhucun.contracts.attendance.events import ApprovalLevel, LeaveKind, SpotCheckResult
+from zhucun.shared.inputs import Input
 
 
-class Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+class Command(Input):
+    """A command to the attendance decider (immutable, no unknown members, strings stripped)."""
 
 
 class Geofence(BaseModel):

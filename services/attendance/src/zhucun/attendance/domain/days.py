@@ -10,9 +10,8 @@ import calendar
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from zhucun.shared.china import SHANGHAI as SHANGHAI
 
 _MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 

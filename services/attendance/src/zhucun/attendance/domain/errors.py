@@ -13,30 +13,21 @@ Refusals never decide anything: a refused command leaves every stream as it was.
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar
 
 from zhucun.contracts.attendance.events import ApprovalLevel
-from zhucun.shared.rules import RuleKind, RuleViolation
+from zhucun.shared import rules
+from zhucun.shared.rules import RuleViolation
 
 
 class AttendanceRuleViolation(RuleViolation):
     """A command breaks an attendance rule; nothing was decided."""
 
-    code: ClassVar[str] = "attendance_rule_violation"
-    kind: ClassVar[RuleKind] = "invalid"
 
-
-class DuplicateId(AttendanceRuleViolation):
+class DuplicateId(rules.DuplicateId, AttendanceRuleViolation):
     """The id of the command's new thing is taken by something with other content (a repeat
     with the same content is a no-op, not an error)."""
 
-    code = "duplicate_id"
-    kind = "conflict"
-
-    def __init__(self, what: str, identifier: str) -> None:
-        super().__init__(f"{what} {identifier!r} already exists with other content")
-        self.what = what
-        self.identifier = identifier
+    qualifier = "with other content"
 
 
 class MonthAlreadyClosed(AttendanceRuleViolation):
@@ -151,9 +142,8 @@ class LeaveOverlaps(AttendanceRuleViolation):
         self.last_day = last_day
 
 
-class DatesOutOfOrder(AttendanceRuleViolation):
-    code = "dates_out_of_order"
-    kind = "invalid"
+class DatesOutOfOrder(rules.DatesOutOfOrder, AttendanceRuleViolation):
+    """Leave that ends before it starts."""
 
 
 class LeaveTooLong(AttendanceRuleViolation):

@@ -29,6 +29,7 @@ from zhucun.attendance.domain.errors import (
     UnknownLeave,
 )
 from zhucun.attendance.domain.guards import require_leave_stream, require_open_months, require_post
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import Leave, LeaveState, LeaveStatus, MonthState
 from zhucun.contracts.attendance.events import (
     ApprovalLevel,
@@ -49,7 +50,7 @@ _CHANGES_CLOSED = "its leave can no longer change"
 
 def approval_level(days: int, pack: PolicyPack) -> ApprovalLevel:
     """Who approves leave of ``days`` days under ``pack``."""
-    if days <= pack.attendance_rules().township_leave_approval_max_days:
+    if days <= pack.rules(AttendancePolicy).township_leave_approval_max_days:
         return ApprovalLevel.TOWNSHIP
     return ApprovalLevel.COUNTY
 

@@ -35,6 +35,7 @@ from zhucun.attendance.domain.guards import (
     require_open_months,
     require_post,
 )
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import LeaveState, MonthState, evolve_month
 from zhucun.attendance.domain.tally import month_tally
 from zhucun.contracts.attendance.events import (
@@ -98,7 +99,7 @@ def check_in(command: CheckIn, month: MonthState, pack: PolicyPack) -> list[Doma
     ``LocationEvidence`` (and is discarded); an outside check-in is recorded but is not
     presence. A check-in implying impossible travel is recorded with a ``TravelFlag`` and
     still counts: the flag is for inspectors, not a verdict."""
-    rules = pack.attendance_rules()
+    rules = pack.rules(AttendancePolicy)
     day = local_day(command.occurred_at)
     require_month_stream(month, command.cadre_id, month_key(day))
     if command.check_in_id in month.check_ins:

@@ -26,6 +26,7 @@ from datetime import date
 from zhucun.attendance.domain.commands import Post
 from zhucun.attendance.domain.days import each_day, month_bounds, parse_month
 from zhucun.attendance.domain.errors import NotOnPost
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import LeaveState, MonthState
 from zhucun.contracts.attendance.events import LeaveKind, MonthClosed
 from zhucun.shared.policy import PolicyPack
@@ -91,7 +92,7 @@ def month_tally(
 
     For a closed month this counts the streams as they are now; ``month.closed`` holds what
     was decided at the close."""
-    rules = pack.attendance_rules()
+    rules = pack.rules(AttendancePolicy)
     if leave.cadre_id != month.cadre_id:
         raise ValueError(f"the leave of {leave.cadre_id!r} is not that of {month.cadre_id!r}")
     for post in posts:

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from zhucun.attendance.domain.commands import Post, RecordHouseholdVisit, WriteDiaryEntry
 from zhucun.attendance.domain.errors import DuplicateId
 from zhucun.attendance.domain.guards import require_post, require_work_stream
+from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import WorkState, text_digest
 from zhucun.contracts.attendance.events import DiaryEntryWritten, HouseholdVisited
 from zhucun.shared.events import DomainEvent
@@ -96,7 +97,7 @@ class VisitCoverage:
 
 
 def visit_coverage(work: WorkState, post: Post, pack: PolicyPack) -> VisitCoverage:
-    rules = pack.attendance_rules()
+    rules = pack.rules(AttendancePolicy)
     if post.cadre_id != work.cadre_id:
         raise ValueError(
             f"assignment {post.assignment_id!r} is of cadre {post.cadre_id!r},"

@@ -14,8 +14,6 @@ the application answers "no assignment" with a retryable refusal, not a final on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date
 
 import asyncpg
 
@@ -28,17 +26,7 @@ from zhucun.contracts.dispatch.events import (
 )
 from zhucun.contracts.dispatch.events import registry as dispatch_registry
 from zhucun.shared.projection import Delivery
-
-
-@dataclass(frozen=True, slots=True)
-class _Village:
-    village_id: str
-    county: str | None
-    township: str
-    latitude: float
-    longitude: float
-    radius_m: int
-    households: int
+from zhucun.shared.replica import Table, latest, unnest
 
 
 class DispatchReplica:
@@ -52,108 +40,93 @@ class DispatchReplica:
     def __init__(self, schema: str, *, name: str) -> None:
         self.name = name
         self.schema = schema
-        self.villages = f'"{schema}".replica_villages'
-        self.assignments = f'"{schema}".replica_assignments'
+        #: A village's township, county, geofence and households (the check-ins' evidence).
+        self.villages = Table(
+            f'"{schema}".replica_villages',
+            {
+                "village_id": "text",
+                "county": "text",
+                "township": "text",
+                "latitude": "double precision",
+                "longitude": "double precision",
+                "radius_m": "integer",
+                "households": "integer",
+            },
+            key=("village_id",),
+        )
+        #: Each assignment as dispatch announced it, and its last day on post once ended.
+        self.assignments = Table(
+            f'"{schema}".replica_assignments',
+            {
+                "assignment_id": "text",
+                "cadre_id": "text",
+                "team_id": "text",
+                "village_id": "text",
+                "county": "text",
+                "term_start": "date",
+                "term_end": "date",
+                "ended_on": "date",
+            },
+            key=("assignment_id",),
+            nullable=frozenset({"ended_on"}),
+        )
 
     async def migrate(self, conn: asyncpg.Connection) -> None:
         await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        await conn.execute(self.villages.create())
+        await conn.execute(self.assignments.create())
         await conn.execute(
             f"""
-            CREATE TABLE IF NOT EXISTS {self.villages} (
-                village_id text PRIMARY KEY,
-                county text NOT NULL,
-                township text NOT NULL,
-                latitude double precision NOT NULL,
-                longitude double precision NOT NULL,
-                radius_m integer NOT NULL,
-                households integer NOT NULL
-            )
-            """
-        )
-        await conn.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {self.assignments} (
-                assignment_id text PRIMARY KEY,
-                cadre_id text NOT NULL,
-                team_id text NOT NULL,
-                village_id text NOT NULL,
-                county text NOT NULL,
-                term_start date NOT NULL,
-                term_end date NOT NULL,
-                ended_on date
-            );
             CREATE INDEX IF NOT EXISTS replica_assignments_cadre
-                ON {self.assignments} (cadre_id, term_start);
+                ON {self.assignments.name} (cadre_id, term_start);
             CREATE INDEX IF NOT EXISTS replica_assignments_county
-                ON {self.assignments} (county, term_start)
+                ON {self.assignments.name} (county, term_start)
             """
         )
 
     async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         """Fold the batch in memory (one key's events arrive in order), then write each
         table once."""
-        villages: dict[str, _Village] = {}
-        assigned: dict[str, CadreAssigned] = {}
-        ended: dict[str, date] = {}
+        villages: dict[str, tuple[object, ...]] = {}
         for delivery in deliveries:
             event = delivery.payload
             if isinstance(event, VillageRegistered | VillageUpdated):
+                # An update carries no county (it never changes): the registration's, when
+                # it is in this batch too, else the stored one (``_upsert_villages``).
+                earlier = villages.get(event.village_id)
+                county = event.county if isinstance(event, VillageRegistered) else None
                 fence = event.geofence
-                villages[event.village_id] = _Village(
-                    village_id=event.village_id,
-                    county=event.county if isinstance(event, VillageRegistered) else None,
-                    township=event.township,
-                    latitude=fence.latitude,
-                    longitude=fence.longitude,
-                    radius_m=fence.radius_m,
-                    households=event.households,
+                villages[event.village_id] = (
+                    event.village_id,
+                    county if county is not None or earlier is None else earlier[1],
+                    event.township,
+                    fence.latitude,
+                    fence.longitude,
+                    fence.radius_m,
+                    event.households,
                 )
-            elif isinstance(event, CadreAssigned):
-                assigned[event.assignment_id] = event
-            elif isinstance(event, AssignmentEnded):
-                ended[event.assignment_id] = event.ended_on
+        assigned = latest(deliveries, CadreAssigned, lambda e: e.assignment_id)
+        ended = latest(deliveries, AssignmentEnded, lambda e: e.assignment_id)
         if villages:
             await self._upsert_villages(conn, list(villages.values()))
-        if assigned:
-            rows = list(assigned.values())
-            await conn.execute(
-                f"""
-                INSERT INTO {self.assignments}
-                    (assignment_id, cadre_id, team_id, village_id, county, term_start, term_end)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                     $5::text[], $6::date[], $7::date[])
-                ON CONFLICT (assignment_id) DO NOTHING
-                """,
-                [a.assignment_id for a in rows],
-                [a.cadre_id for a in rows],
-                [a.team_id for a in rows],
-                [a.village_id for a in rows],
-                [a.county for a in rows],
-                [a.term_start for a in rows],
-                [a.term_end for a in rows],
-            )
-        if ended:
-            await conn.execute(
-                f"""
-                UPDATE {self.assignments} AS a SET ended_on = e.ended_on
-                FROM unnest($1::text[], $2::date[]) AS e(assignment_id, ended_on)
-                WHERE a.assignment_id = e.assignment_id
-                """,
-                list(ended),
-                list(ended.values()),
-            )
+        # A new assignment's columns are fields of its ``CadreAssigned``; an end sets one.
+        await self.assignments.insert_fields(conn, assigned.values(), omit=("ended_on",))
+        await self.assignments.update(
+            conn, [(a, e.ended_on) for a, e in ended.items()], columns=("ended_on",)
+        )
 
-    async def _upsert_villages(self, conn: asyncpg.Connection, rows: list[_Village]) -> None:
-        # An update carries no county (it never changes): keep the stored one.
+    async def _upsert_villages(
+        self, conn: asyncpg.Connection, rows: list[tuple[object, ...]]
+    ) -> None:
+        # An update whose village is not stored yet inserts an empty county, which the
+        # registration then replaces; otherwise the stored county stays.
+        columns = list(self.villages.columns)
         await conn.execute(
             f"""
-            INSERT INTO {self.villages} AS v
-                (village_id, county, township, latitude, longitude, radius_m, households)
+            INSERT INTO {self.villages.name} AS v ({", ".join(columns)})
             SELECT village_id, coalesce(county, ''), township, latitude, longitude, radius_m,
                    households
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::float8[],
-                        $6::int[], $7::int[])
-                AS r(village_id, county, township, latitude, longitude, radius_m, households)
+            FROM {unnest(list(self.villages.columns.values()))} AS r({", ".join(columns)})
             ON CONFLICT (village_id) DO UPDATE SET
                 county = CASE WHEN EXCLUDED.county = '' THEN v.county ELSE EXCLUDED.county END,
                 township = EXCLUDED.township,
@@ -162,11 +135,5 @@ class DispatchReplica:
                 radius_m = EXCLUDED.radius_m,
                 households = EXCLUDED.households
             """,
-            [v.village_id for v in rows],
-            [v.county for v in rows],
-            [v.township for v in rows],
-            [v.latitude for v in rows],
-            [v.longitude for v in rows],
-            [v.radius_m for v in rows],
-            [v.households for v in rows],
+            *[[row[n] for row in rows] for n in range(len(columns))],
         )

@@ -60,6 +60,7 @@ from zhucun.dispatch.domain.lookups import (
     require_new_assignment_id,
     require_team,
 )
+from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.dispatch.domain.state import (
     Assignment,
     Cadre,
@@ -67,7 +68,7 @@ from zhucun.dispatch.domain.state import (
     Team,
 )
 from zhucun.shared.events import DomainEvent
-from zhucun.shared.policy import DispatchPolicy, PolicyPack
+from zhucun.shared.policy import PolicyPack
 
 # --- assignments ----------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ def _join(
     replaces: str | None = None,
 ) -> CadreAssigned:
     """Every way onto a team goes through here: the same hard rules, the same warnings."""
-    rules = policy.dispatch_rules()
+    rules = policy.rules(DispatchPolicy)
     require_new_assignment_id(state, assignment_id)
     cadre = _check_joining(state, team, cadre_id, role, term_start, rules)
     warnings = _soft_rule_warnings(state, team, cadre, term_start, rules)
@@ -384,7 +385,7 @@ def recall(command: RecallCadre, state: CountyDispatch) -> list[DomainEvent]:
 def appoint_township_leader(
     command: AppointTownshipLeader, state: CountyDispatch, policy: PolicyPack
 ) -> list[DomainEvent]:
-    rules = policy.dispatch_rules()
+    rules = policy.rules(DispatchPolicy)
     if command.appointment_id in state.leaderships:
         raise DuplicateId("appointment", command.appointment_id)
     require_cadre(state, command.cadre_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from zhucun.contracts.dispatch.events import (
     Expertise,
@@ -20,10 +20,11 @@ from zhucun.contracts.dispatch.events import (
     UnitLevel,
     VillageCategory,
 )
+from zhucun.shared.inputs import Input
 
 
-class Command(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+class Command(Input):
+    """A command to the dispatch decider (immutable, no unknown members, strings stripped)."""
 
 
 class _VillageProfile(Command):

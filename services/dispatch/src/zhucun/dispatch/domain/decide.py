@@ -28,6 +28,9 @@ and every event that applied one of its rules records its version.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, get_args
+
 from zhucun.contracts.dispatch.events import (
     CadreRegistered,
     CadreUpdated,
@@ -53,6 +56,7 @@ from zhucun.dispatch.domain.commands import (
     AppointTownshipLeader,
     AssignCadre,
     CloseRound,
+    Command,
     CompleteHandoverItem,
     DeclareVillageNeeds,
     DispatchCommand,
@@ -82,6 +86,7 @@ from zhucun.dispatch.domain.lookups import (
     require_same_county,
     require_village,
 )
+from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.dispatch.domain.report import round_report
 from zhucun.dispatch.domain.state import CountyDispatch
 from zhucun.shared.events import DomainEvent
@@ -97,44 +102,10 @@ def decide(
     command: DispatchCommand, state: CountyDispatch, policy: PolicyPack
 ) -> list[DomainEvent]:
     """The events ``command`` produces in ``state`` under ``policy``, or a typed refusal."""
-    match command:
-        case RegisterVillage():
-            return _register_village(command, state)
-        case UpdateVillage():
-            require_village(state, command.village_id)
-            return [VillageUpdated(**command.model_dump())]
-        case DeclareVillageNeeds():
-            require_village(state, command.village_id)
-            needs = tuple(dict.fromkeys(command.needs))  # declared order, no repeats
-            return [VillageNeedsDeclared(**{**command.model_dump(), "needs": needs})]
-        case RegisterCadre():
-            require_same_county(state, command.county)
-            if command.cadre_id in state.cadres:
-                raise DuplicateId("cadre", command.cadre_id)
-            return [CadreRegistered(**command.model_dump())]
-        case UpdateCadre():
-            require_cadre(state, command.cadre_id)
-            return [CadreUpdated(**command.model_dump())]
-        case OpenRound():
-            return _open_round(command, state)
-        case FormTeam():
-            return _form_team(command, state)
-        case AssignCadre():
-            return assign(command, state, policy)
-        case ReinforceTeam():
-            return reinforce(command, state, policy)
-        case ReplaceCadre():
-            return replace_cadre(command, state, policy)
-        case EndAssignment():
-            return end_assignment(command, state)
-        case RecallCadre():
-            return recall(command, state)
-        case AppointTownshipLeader():
-            return appoint_township_leader(command, state, policy)
-        case CompleteHandoverItem():
-            return complete_handover_item(command, state)
-        case CloseRound():
-            return _close_round(command, state, policy)
+    decider = _DECIDERS.get(type(command))
+    if decider is None:
+        raise TypeError(f"dispatch has no decider for {type(command).__name__}")
+    return decider(command, state, policy)
 
 
 # --- villages and rounds --------------------------------------------------------------------
@@ -145,6 +116,31 @@ def _register_village(command: RegisterVillage, state: CountyDispatch) -> list[D
     if command.village_id in state.villages:
         raise DuplicateId("village", command.village_id)
     return [VillageRegistered(**command.model_dump())]
+
+
+def _update_village(command: UpdateVillage, state: CountyDispatch) -> list[DomainEvent]:
+    require_village(state, command.village_id)
+    return [VillageUpdated(**command.model_dump())]
+
+
+def _declare_village_needs(
+    command: DeclareVillageNeeds, state: CountyDispatch
+) -> list[DomainEvent]:
+    require_village(state, command.village_id)
+    needs = tuple(dict.fromkeys(command.needs))  # declared order, no repeats
+    return [VillageNeedsDeclared(**{**command.model_dump(), "needs": needs})]
+
+
+def _register_cadre(command: RegisterCadre, state: CountyDispatch) -> list[DomainEvent]:
+    require_same_county(state, command.county)
+    if command.cadre_id in state.cadres:
+        raise DuplicateId("cadre", command.cadre_id)
+    return [CadreRegistered(**command.model_dump())]
+
+
+def _update_cadre(command: UpdateCadre, state: CountyDispatch) -> list[DomainEvent]:
+    require_cadre(state, command.cadre_id)
+    return [CadreUpdated(**command.model_dump())]
 
 
 def _open_round(command: OpenRound, state: CountyDispatch) -> list[DomainEvent]:
@@ -183,7 +179,7 @@ def _form_team(command: FormTeam, state: CountyDispatch) -> list[DomainEvent]:
 def _close_round(
     command: CloseRound, state: CountyDispatch, policy: PolicyPack
 ) -> list[DomainEvent]:
-    rules = policy.dispatch_rules()
+    rules = policy.rules(DispatchPolicy)
     round_ = require_round(state, command.round_id)
     if not round_.is_open:
         raise RoundAlreadyClosed(f"round {round_.round_id!r} closed on {round_.closed_on}")
@@ -237,3 +233,53 @@ def _close_round(
             policy_version=policy.version,
         )
     ]
+
+
+# --- the table of deciders ------------------------------------------------------------------
+
+_C = TypeVar("_C", bound=Command)
+_Decider = Callable[[Any, CountyDispatch, PolicyPack], list[DomainEvent]]
+
+
+def _under_policy(
+    kind: type[_C], decide: Callable[[_C, CountyDispatch, PolicyPack], list[DomainEvent]]
+) -> _Decider:
+    """A row of the table: mypy checks that ``decide`` takes commands of ``kind``."""
+    return decide
+
+
+def _without_policy(
+    kind: type[_C], decide: Callable[[_C, CountyDispatch], list[DomainEvent]]
+) -> _Decider:
+    """A row for a decider no rule of the pack bears on."""
+
+    def decide_ignoring_policy(
+        command: _C, state: CountyDispatch, policy: PolicyPack
+    ) -> list[DomainEvent]:
+        return decide(command, state)
+
+    return decide_ignoring_policy
+
+
+#: The decider of each command, by its exact type (command classes are final).
+_DECIDERS: Mapping[type[Command], _Decider] = {
+    RegisterVillage: _without_policy(RegisterVillage, _register_village),
+    UpdateVillage: _without_policy(UpdateVillage, _update_village),
+    DeclareVillageNeeds: _without_policy(DeclareVillageNeeds, _declare_village_needs),
+    RegisterCadre: _without_policy(RegisterCadre, _register_cadre),
+    UpdateCadre: _without_policy(UpdateCadre, _update_cadre),
+    OpenRound: _without_policy(OpenRound, _open_round),
+    FormTeam: _without_policy(FormTeam, _form_team),
+    AssignCadre: _under_policy(AssignCadre, assign),
+    ReinforceTeam: _under_policy(ReinforceTeam, reinforce),
+    ReplaceCadre: _under_policy(ReplaceCadre, replace_cadre),
+    EndAssignment: _without_policy(EndAssignment, end_assignment),
+    RecallCadre: _without_policy(RecallCadre, recall),
+    AppointTownshipLeader: _under_policy(AppointTownshipLeader, appoint_township_leader),
+    CompleteHandoverItem: _without_policy(CompleteHandoverItem, complete_handover_item),
+    CloseRound: _under_policy(CloseRound, _close_round),
+}
+# What the exhaustive ``match`` over DispatchCommand gave statically: every command decided.
+_UNDECIDED = set(get_args(DispatchCommand)) - set(_DECIDERS)
+if _UNDECIDED:
+    raise TypeError(f"no decider for {sorted(c.__name__ for c in _UNDECIDED)}")

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar
 
+from zhucun.shared import rules
 from zhucun.shared.rules import RuleKind, RuleViolation
 
 
 class DispatchRuleViolation(RuleViolation):
-    """A command breaks a dispatch rule; nothing was decided."""
-
-    code: ClassVar[str] = "dispatch_rule_violation"
-    kind: ClassVar[RuleKind] = "conflict"
+    """A command breaks a dispatch rule; nothing was decided (a ``conflict`` unless the
+    refusal says otherwise)."""
 
 
 class _Unknown(DispatchRuleViolation):
@@ -65,11 +64,8 @@ class UnknownObligation(_Unknown):
     what = "replacement obligation"
 
 
-class DuplicateId(DispatchRuleViolation):
-    code = "duplicate_id"
-
-    def __init__(self, what: str, identifier: str) -> None:
-        super().__init__(f"{what} {identifier!r} already exists")
+class DuplicateId(rules.DuplicateId, DispatchRuleViolation):
+    """A new thing's id is taken (dispatch refuses a repeated registration too)."""
 
 
 class WrongCounty(DispatchRuleViolation):
@@ -142,10 +138,8 @@ class TermNotOver(DispatchRuleViolation):
     code = "term_not_over"
 
 
-class DatesOutOfOrder(DispatchRuleViolation):
-    #: The command contradicts itself or the calendar: sent again as it is, it always fails.
-    kind: ClassVar[RuleKind] = "invalid"
-    code = "dates_out_of_order"
+class DatesOutOfOrder(rules.DatesOutOfOrder, DispatchRuleViolation):
+    """A term, a round or a handover whose dates contradict each other (``invalid``)."""
 
 
 class HandoverItemAlreadyCompleted(DispatchRuleViolation):

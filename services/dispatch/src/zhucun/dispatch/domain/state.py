@@ -6,9 +6,10 @@ State is immutable: ``evolve`` returns a new ``CountyDispatch`` and never touche
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Any, TypeVar
 
 from zhucun.contracts.dispatch.events import (
     AssignmentEnded,
@@ -231,144 +232,194 @@ class CountyDispatch:
 
 def evolve(state: CountyDispatch, event: DomainEvent) -> CountyDispatch:
     """The state after ``event``. Pure: ``state`` is left as it was."""
-    match event:
-        case VillageRegistered() | VillageUpdated():
-            old = state.villages.get(event.village_id)
-            village = Village(
-                village_id=event.village_id,
-                name=event.name,
-                township=event.township,
-                categories=frozenset(event.categories),
-                geofence=event.geofence,
-                households=event.households,
-                monitored_population=event.monitored_population,
-                needs=old.needs if old else frozenset(),
-            )
-            return replace(state, villages=with_entry(state.villages, event.village_id, village))
-        case VillageNeedsDeclared():
-            village = replace(state.villages[event.village_id], needs=frozenset(event.needs))
-            return replace(state, villages=with_entry(state.villages, event.village_id, village))
-        case CadreRegistered() | CadreUpdated():
-            cadre = Cadre(
-                cadre_id=event.cadre_id,
-                sending_unit=event.sending_unit,
-                unit_kind=event.unit_kind,
-                unit_level=event.unit_level,
-                birth_year=event.birth_year,
-                party_member_since=event.party_member_since,
-                rural_experience_years=event.rural_experience_years,
-                skills=frozenset(event.skills),
-            )
-            return replace(state, cadres=with_entry(state.cadres, event.cadre_id, cadre))
-        case RoundOpened():
-            round_ = Round(event.round_id, event.name, event.opened_on)
-            return replace(state, rounds=with_entry(state.rounds, event.round_id, round_))
-        case RoundClosed():
-            round_ = replace(
-                state.rounds[event.round_id], closed_on=event.closed_on, report=event.report
-            )
-            return replace(
-                state,
-                rounds=with_entry(state.rounds, event.round_id, round_),
-                closed_round_ids=(*state.closed_round_ids, event.round_id),
-            )
-        case TeamFormed():
-            team = Team(event.team_id, event.round_id, event.village_id, event.formed_on)
-            return replace(state, teams=with_entry(state.teams, event.team_id, team))
-        case CadreAssigned():
-            assignment = Assignment(
-                assignment_id=event.assignment_id,
-                cadre_id=event.cadre_id,
-                team_id=event.team_id,
-                round_id=event.round_id,
-                village_id=event.village_id,
-                role=event.role,
-                kind=event.kind,
-                term_start=event.term_start,
-                term_end=event.term_end,
-            )
-            return replace(
-                state,
-                assignments=with_entry(state.assignments, event.assignment_id, assignment),
-                active_by_cadre=with_entry(
-                    state.active_by_cadre, event.cadre_id, event.assignment_id
-                ),
-            )
-        case AssignmentEnded():
-            ended = replace(
-                state.assignments[event.assignment_id],
-                ended_on=event.ended_on,
-                end_reason=event.reason,
-            )
-            active = {k: v for k, v in state.active_by_cadre.items() if v != event.assignment_id}
-            return replace(
-                state,
-                assignments=with_entry(state.assignments, event.assignment_id, ended),
-                active_by_cadre=frozen(active),
-            )
-        case CadreRecalled():
-            # The facts that change state follow in AssignmentEnded and the obligation.
-            return state
-        case ReplacementObligationOpened():
-            obligation = ReplacementObligation(
-                obligation_id=event.obligation_id,
-                team_id=event.team_id,
-                village_id=event.village_id,
-                role=event.role,
-                vacated_assignment_id=event.vacated_assignment_id,
-                opened_on=event.opened_on,
-            )
-            return replace(
-                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
-            )
-        case ReplacementObligationClosed():
-            obligation = replace(
-                state.obligations[event.obligation_id],
-                replacement_assignment_id=event.replacement_assignment_id,
-                closed_on=event.closed_on,
-            )
-            return replace(
-                state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
-            )
-        case TownshipLeaderAppointed():
-            leadership = TownshipLeadership(
-                appointment_id=event.appointment_id,
-                township=event.township,
-                cadre_id=event.cadre_id,
-                assignment_id=event.assignment_id,
-                term_start=event.term_start,
-                term_end=event.term_end,
-            )
-            return replace(
-                state, leaderships=with_entry(state.leaderships, event.appointment_id, leadership)
-            )
-        case HandoverOpened():
-            handover = Handover(
-                handover_id=event.handover_id,
-                village_id=event.village_id,
-                predecessor_cadre_id=event.predecessor_cadre_id,
-                predecessor_assignment_id=event.predecessor_assignment_id,
-                successor_cadre_id=event.successor_cadre_id,
-                successor_assignment_id=event.successor_assignment_id,
-                opened_on=event.opened_on,
-            )
-            return replace(
-                state, handovers=with_entry(state.handovers, event.handover_id, handover)
-            )
-        case HandoverItemCompleted():
-            old_handover = state.handovers[event.handover_id]
-            handover = replace(
-                old_handover, completed_items=old_handover.completed_items | {event.item}
-            )
-            return replace(
-                state, handovers=with_entry(state.handovers, event.handover_id, handover)
-            )
-        case HandoverCompleted():
-            handover = replace(state.handovers[event.handover_id], completed_on=event.completed_on)
-            return replace(
-                state, handovers=with_entry(state.handovers, event.handover_id, handover)
-            )
-    raise TypeError(f"dispatch state does not know event {type(event).__name__}")
+    apply = _EVOLVERS.get(type(event))
+    if apply is None:
+        raise TypeError(f"dispatch state does not know event {type(event).__name__}")
+    return apply(state, event)
+
+
+def _village(state: CountyDispatch, event: VillageRegistered | VillageUpdated) -> CountyDispatch:
+    old = state.villages.get(event.village_id)
+    village = Village(
+        village_id=event.village_id,
+        name=event.name,
+        township=event.township,
+        categories=frozenset(event.categories),
+        geofence=event.geofence,
+        households=event.households,
+        monitored_population=event.monitored_population,
+        needs=old.needs if old else frozenset(),
+    )
+    return replace(state, villages=with_entry(state.villages, event.village_id, village))
+
+
+def _village_needs(state: CountyDispatch, event: VillageNeedsDeclared) -> CountyDispatch:
+    village = replace(state.villages[event.village_id], needs=frozenset(event.needs))
+    return replace(state, villages=with_entry(state.villages, event.village_id, village))
+
+
+def _cadre(state: CountyDispatch, event: CadreRegistered | CadreUpdated) -> CountyDispatch:
+    cadre = Cadre(
+        cadre_id=event.cadre_id,
+        sending_unit=event.sending_unit,
+        unit_kind=event.unit_kind,
+        unit_level=event.unit_level,
+        birth_year=event.birth_year,
+        party_member_since=event.party_member_since,
+        rural_experience_years=event.rural_experience_years,
+        skills=frozenset(event.skills),
+    )
+    return replace(state, cadres=with_entry(state.cadres, event.cadre_id, cadre))
+
+
+def _round_opened(state: CountyDispatch, event: RoundOpened) -> CountyDispatch:
+    round_ = Round(event.round_id, event.name, event.opened_on)
+    return replace(state, rounds=with_entry(state.rounds, event.round_id, round_))
+
+
+def _round_closed(state: CountyDispatch, event: RoundClosed) -> CountyDispatch:
+    round_ = replace(state.rounds[event.round_id], closed_on=event.closed_on, report=event.report)
+    return replace(
+        state,
+        rounds=with_entry(state.rounds, event.round_id, round_),
+        closed_round_ids=(*state.closed_round_ids, event.round_id),
+    )
+
+
+def _team_formed(state: CountyDispatch, event: TeamFormed) -> CountyDispatch:
+    team = Team(event.team_id, event.round_id, event.village_id, event.formed_on)
+    return replace(state, teams=with_entry(state.teams, event.team_id, team))
+
+
+def _cadre_assigned(state: CountyDispatch, event: CadreAssigned) -> CountyDispatch:
+    assignment = Assignment(
+        assignment_id=event.assignment_id,
+        cadre_id=event.cadre_id,
+        team_id=event.team_id,
+        round_id=event.round_id,
+        village_id=event.village_id,
+        role=event.role,
+        kind=event.kind,
+        term_start=event.term_start,
+        term_end=event.term_end,
+    )
+    return replace(
+        state,
+        assignments=with_entry(state.assignments, event.assignment_id, assignment),
+        active_by_cadre=with_entry(state.active_by_cadre, event.cadre_id, event.assignment_id),
+    )
+
+
+def _assignment_ended(state: CountyDispatch, event: AssignmentEnded) -> CountyDispatch:
+    ended = replace(
+        state.assignments[event.assignment_id], ended_on=event.ended_on, end_reason=event.reason
+    )
+    active = {k: v for k, v in state.active_by_cadre.items() if v != event.assignment_id}
+    return replace(
+        state,
+        assignments=with_entry(state.assignments, event.assignment_id, ended),
+        active_by_cadre=frozen(active),
+    )
+
+
+def _cadre_recalled(state: CountyDispatch, event: CadreRecalled) -> CountyDispatch:
+    # The facts that change state follow in AssignmentEnded and the obligation.
+    return state
+
+
+def _obligation_opened(state: CountyDispatch, event: ReplacementObligationOpened) -> CountyDispatch:
+    obligation = ReplacementObligation(
+        obligation_id=event.obligation_id,
+        team_id=event.team_id,
+        village_id=event.village_id,
+        role=event.role,
+        vacated_assignment_id=event.vacated_assignment_id,
+        opened_on=event.opened_on,
+    )
+    return replace(
+        state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
+    )
+
+
+def _obligation_closed(state: CountyDispatch, event: ReplacementObligationClosed) -> CountyDispatch:
+    obligation = replace(
+        state.obligations[event.obligation_id],
+        replacement_assignment_id=event.replacement_assignment_id,
+        closed_on=event.closed_on,
+    )
+    return replace(
+        state, obligations=with_entry(state.obligations, event.obligation_id, obligation)
+    )
+
+
+def _township_leader(state: CountyDispatch, event: TownshipLeaderAppointed) -> CountyDispatch:
+    leadership = TownshipLeadership(
+        appointment_id=event.appointment_id,
+        township=event.township,
+        cadre_id=event.cadre_id,
+        assignment_id=event.assignment_id,
+        term_start=event.term_start,
+        term_end=event.term_end,
+    )
+    return replace(
+        state, leaderships=with_entry(state.leaderships, event.appointment_id, leadership)
+    )
+
+
+def _handover_opened(state: CountyDispatch, event: HandoverOpened) -> CountyDispatch:
+    handover = Handover(
+        handover_id=event.handover_id,
+        village_id=event.village_id,
+        predecessor_cadre_id=event.predecessor_cadre_id,
+        predecessor_assignment_id=event.predecessor_assignment_id,
+        successor_cadre_id=event.successor_cadre_id,
+        successor_assignment_id=event.successor_assignment_id,
+        opened_on=event.opened_on,
+    )
+    return replace(state, handovers=with_entry(state.handovers, event.handover_id, handover))
+
+
+def _handover_item(state: CountyDispatch, event: HandoverItemCompleted) -> CountyDispatch:
+    old = state.handovers[event.handover_id]
+    handover = replace(old, completed_items=old.completed_items | {event.item})
+    return replace(state, handovers=with_entry(state.handovers, event.handover_id, handover))
+
+
+def _handover_completed(state: CountyDispatch, event: HandoverCompleted) -> CountyDispatch:
+    handover = replace(state.handovers[event.handover_id], completed_on=event.completed_on)
+    return replace(state, handovers=with_entry(state.handovers, event.handover_id, handover))
+
+
+_E = TypeVar("_E", bound=DomainEvent)
+_Evolver = Callable[[CountyDispatch, Any], CountyDispatch]
+
+
+def _on(kind: type[_E], apply: Callable[[CountyDispatch, _E], CountyDispatch]) -> _Evolver:
+    """One row of the table below; mypy checks that ``apply`` takes events of ``kind``."""
+    return apply
+
+
+#: How each event changes the state, by its exact type (event classes are final: no event
+#: class derives from another). A type missing here is refused by ``evolve``.
+_EVOLVERS: Mapping[type[DomainEvent], _Evolver] = {
+    VillageRegistered: _on(VillageRegistered, _village),
+    VillageUpdated: _on(VillageUpdated, _village),
+    VillageNeedsDeclared: _on(VillageNeedsDeclared, _village_needs),
+    CadreRegistered: _on(CadreRegistered, _cadre),
+    CadreUpdated: _on(CadreUpdated, _cadre),
+    RoundOpened: _on(RoundOpened, _round_opened),
+    RoundClosed: _on(RoundClosed, _round_closed),
+    TeamFormed: _on(TeamFormed, _team_formed),
+    CadreAssigned: _on(CadreAssigned, _cadre_assigned),
+    AssignmentEnded: _on(AssignmentEnded, _assignment_ended),
+    CadreRecalled: _on(CadreRecalled, _cadre_recalled),
+    ReplacementObligationOpened: _on(ReplacementObligationOpened, _obligation_opened),
+    ReplacementObligationClosed: _on(ReplacementObligationClosed, _obligation_closed),
+    TownshipLeaderAppointed: _on(TownshipLeaderAppointed, _township_leader),
+    HandoverOpened: _on(HandoverOpened, _handover_opened),
+    HandoverItemCompleted: _on(HandoverItemCompleted, _handover_item),
+    HandoverCompleted: _on(HandoverCompleted, _handover_completed),
+}
 
 
 def fold(state: CountyDispatch, events: Iterable[DomainEvent]) -> CountyDispatch:

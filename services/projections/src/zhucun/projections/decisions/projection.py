@@ -33,6 +33,7 @@ from zhucun.contracts.assessment import events as assessment
 from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
 from zhucun.contracts.dispatch import events as dispatch
+from zhucun.projections.decisions.policy import DECISION_SECTIONS
 from zhucun.projections.decisions.rules import (
     Decision,
     Fact,
@@ -239,7 +240,11 @@ class DecisionsProjection:
         self.schema = schema
         self.store_schema = store_schema
         self.registry: EventRegistry = union_registry()
-        self.packs = Packs(PolicyBook.load(policies_dir), override=override)
+        # Every pack's [decisions] and [attendance] tables validated now: a broken pack stops
+        # the service's start (or the replay's), not a batch.
+        self.packs = Packs(
+            PolicyBook.load(policies_dir, sections=DECISION_SECTIONS), override=override
+        )
         self.facts = f'"{schema}".decision_facts'
         self.cadres = f'"{schema}".decision_cadres'
         self.decisions = f'"{schema}".recall_decisions'

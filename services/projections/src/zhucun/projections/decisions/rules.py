@@ -11,13 +11,14 @@ from __future__ import annotations
 import calendar
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
 from zhucun.contracts.decisions.events import RULE_NAMES
-from zhucun.shared.policy import DecisionPolicy, PolicyBook, PolicyError, PolicyPack
+from zhucun.projections.decisions.policy import DecisionPolicy, LeaveLimit
+from zhucun.shared.policy import PolicyBook, PolicyError, PolicyPack
 
 #: Namespace of recall decision ids: ``uuid5(NS, "recall|<cadre>|<rule>|<key>")``.
 DECISION_NAMESPACE = uuid.UUID("6f1c2a9e-7b4d-5e8f-9a10-3c2b1d0e4f5a")
@@ -187,7 +188,7 @@ class _Triggers:
 
 
 def _rules(pack: PolicyPack) -> DecisionPolicy:
-    return pack.decision_rules()
+    return pack.rules(DecisionPolicy)
 
 
 def _runs(
@@ -221,8 +222,8 @@ def _recall_decisions(
     def pack_of(fact: Fact, on: date | None = None) -> PolicyPack | None:
         try:
             pack = packs.of(fact, on=on)
-            pack.decision_rules()
-            pack.attendance_rules()
+            pack.rules(DecisionPolicy)
+            pack.rules(LeaveLimit)
         except PolicyError:
             unresolved.append(fact.event_id)
             return None
@@ -232,7 +233,27 @@ def _recall_decisions(
         (f for f in facts if f.kind == "month_close" and pack_of(f) is not None),
         key=lambda f: (f.period, f.event_id),
     )
-    # Rule 1: short of the required days in consecutive closed months.
+    _shortfall_runs(closes, packs, triggers)
+    by_year: dict[str, list[Fact]] = defaultdict(list)
+    for close in closes:
+        by_year[close.period[:4]].append(close)
+    for year, months in sorted(by_year.items()):
+        _leave_and_absences(year, months, packs, triggers)
+    for fact in facts:
+        if fact.kind in ("annual", "term", "quarterly", "sanction"):
+            pack = pack_of(fact)
+            if pack is not None:
+                _graded(fact, pack, triggers)
+    quarters = sorted(
+        (f for f in facts if f.kind == "quarterly" and pack_of(f) is not None),
+        key=lambda f: (f.period, f.event_id),
+    )
+    _average_runs(quarters, packs, triggers)
+    return triggers
+
+
+def _shortfall_runs(closes: Sequence[Fact], packs: Packs, triggers: _Triggers) -> None:
+    """Rule 1: short of the required days in consecutive closed months."""
     _runs(
         closes,
         _month_index,
@@ -249,95 +270,92 @@ def _recall_decisions(
             f" {', '.join(str(f.shortfall) for f in run)} days)",
         ),
     )
-    # Rules 2 and 3: leave days and unexcused absences accumulated over a year's closes.
-    by_year: dict[str, list[Fact]] = defaultdict(list)
-    for close in closes:
-        by_year[close.period[:4]].append(close)
-    for year, months in sorted(by_year.items()):
-        leave = absences = 0
-        leave_done = absences_done = False
-        for close in months:
-            pack = packs.of(close)
-            leave += close.leave_days
-            absences += close.absences
-            limit = pack.attendance_rules().annual_leave_limit_days
-            if not leave_done and leave > limit:
-                leave_done = True
-                evidence = [m for m in months if m.leave_days > 0 and m.period <= close.period]
-                triggers.add(
-                    2,
-                    year,
-                    month_end(close.period),
-                    evidence,
-                    pack,
-                    f"{leave} days of personal and sick leave in {year} by the close of"
-                    f" {close.period}, over the limit of {limit}",
-                )
-            threshold = _rules(pack).recall_unexcused_absences
-            if not absences_done and absences >= threshold:
-                absences_done = True
-                evidence = [m for m in months if m.absences > 0 and m.period <= close.period]
-                triggers.add(
-                    3,
-                    year,
-                    month_end(close.period),
-                    evidence,
-                    pack,
-                    f"{absences} unexcused spot-check absences in {year} by the close of"
-                    f" {close.period} (recall from {threshold})",
-                )
-    # Rule 4: recalling grades.
-    for fact in facts:
-        if fact.kind not in ("annual", "term", "quarterly", "sanction"):
-            continue
-        resolved = pack_of(fact)
-        if resolved is None:
-            continue
-        pack = resolved
-        if fact.kind == "annual":
-            if fact.grade in _rules(pack).recall_annual_grades:
-                triggers.add(
-                    4,
-                    f"annual:{fact.period}",
-                    fact.on,
-                    [fact],
-                    pack,
-                    f"annual grade {fact.grade} for {fact.period}",
-                )
-        elif fact.kind == "term":
-            if fact.grade in _rules(pack).recall_annual_grades:
-                triggers.add(
-                    4,
-                    f"term:{fact.ref}",
-                    fact.on,
-                    [fact],
-                    pack,
-                    f"term grade {fact.grade} for the term ending {fact.on}",
-                )
-        elif fact.kind == "quarterly":
-            if fact.grade in _rules(pack).recall_quarterly_grades:
-                triggers.add(
-                    4,
-                    f"quarter:{fact.period}",
-                    fact.on,
-                    [fact],
-                    pack,
-                    f"quarterly grade {fact.grade} for {fact.period}",
-                )
-        elif _rules(pack).recall_on_sanction:
+
+
+def _leave_and_absences(
+    year: str, months: Sequence[Fact], packs: Packs, triggers: _Triggers
+) -> None:
+    """Rules 2 and 3: leave days and unexcused absences accumulated over a year's closes."""
+    leave = absences = 0
+    leave_done = absences_done = False
+    for close in months:
+        pack = packs.of(close)
+        leave += close.leave_days
+        absences += close.absences
+        limit = pack.rules(LeaveLimit).annual_leave_limit_days
+        if not leave_done and leave > limit:
+            leave_done = True
+            evidence = [m for m in months if m.leave_days > 0 and m.period <= close.period]
             triggers.add(
-                6,
-                fact.period,
+                2,
+                year,
+                month_end(close.period),
+                evidence,
+                pack,
+                f"{leave} days of personal and sick leave in {year} by the close of"
+                f" {close.period}, over the limit of {limit}",
+            )
+        threshold = _rules(pack).recall_unexcused_absences
+        if not absences_done and absences >= threshold:
+            absences_done = True
+            evidence = [m for m in months if m.absences > 0 and m.period <= close.period]
+            triggers.add(
+                3,
+                year,
+                month_end(close.period),
+                evidence,
+                pack,
+                f"{absences} unexcused spot-check absences in {year} by the close of"
+                f" {close.period} (recall from {threshold})",
+            )
+
+
+def _graded(fact: Fact, pack: PolicyPack, triggers: _Triggers) -> None:
+    """Rule 4 (recalling annual, term and quarterly grades) and rule 6 (a sanction)."""
+    rules = _rules(pack)
+    if fact.kind == "annual":
+        if fact.grade in rules.recall_annual_grades:
+            triggers.add(
+                4,
+                f"annual:{fact.period}",
                 fact.on,
                 [fact],
                 pack,
-                f"a disciplinary sanction decided on {fact.on}",
+                f"annual grade {fact.grade} for {fact.period}",
             )
-    # Rule 5: 一般 in consecutive quarters.
-    quarters = sorted(
-        (f for f in facts if f.kind == "quarterly" and pack_of(f) is not None),
-        key=lambda f: (f.period, f.event_id),
-    )
+    elif fact.kind == "term":
+        if fact.grade in rules.recall_annual_grades:
+            triggers.add(
+                4,
+                f"term:{fact.ref}",
+                fact.on,
+                [fact],
+                pack,
+                f"term grade {fact.grade} for the term ending {fact.on}",
+            )
+    elif fact.kind == "quarterly":
+        if fact.grade in rules.recall_quarterly_grades:
+            triggers.add(
+                4,
+                f"quarter:{fact.period}",
+                fact.on,
+                [fact],
+                pack,
+                f"quarterly grade {fact.grade} for {fact.period}",
+            )
+    elif rules.recall_on_sanction:
+        triggers.add(
+            6,
+            fact.period,
+            fact.on,
+            [fact],
+            pack,
+            f"a disciplinary sanction decided on {fact.on}",
+        )
+
+
+def _average_runs(quarters: Sequence[Fact], packs: Packs, triggers: _Triggers) -> None:
+    """Rule 5: 一般 in consecutive quarters."""
     _runs(
         quarters,
         _quarter_index,
@@ -353,7 +371,6 @@ def _recall_decisions(
             f" ({run[0].period} to {run[-1].period})",
         ),
     )
-    return triggers
 
 
 def _decisions(
@@ -409,9 +426,31 @@ class _Qualified:
 def _qualifications(
     facts: Sequence[Fact], decisions: Sequence[Decision], packs: Packs
 ) -> list[_Qualified]:
-    found: list[_Qualified] = []
+    pools = _Pools(packs)
+    closes = [f for f in facts if f.kind == "month_close"]
+    annuals = [f for f in facts if f.kind == "annual"]
+    reds = sorted((f for f in facts if f.kind == "red_list"), key=lambda f: (f.period, f.event_id))
+    assignments = {f.ref: f for f in facts if f.kind == "assignment" and f.ref is not None}
+    live_decisions = [d for d in decisions if d.status != "dismissed"]
+    for annual in annuals:
+        pools.reserve_and_commend(annual, closes, reds)
+    for term in (f for f in facts if f.kind == "term"):
+        pools.promote(term, annuals, assignments, live_decisions)
+    for assignment in sorted(assignments.values(), key=lambda f: f.event_id):
+        pools.publicise_red_lists(assignment, reds)
+    pools.publicise_villagers([f for f in facts if f.kind == "villagers"])
+    return pools.found
+
+
+@dataclass
+class _Pools:
+    """The pool entries one cadre qualifies for, found rule by rule."""
+
+    packs: Packs
+    found: list[_Qualified] = field(default_factory=list)
 
     def qualify(
+        self,
         pool: Pool,
         key: str,
         county: str,
@@ -421,28 +460,24 @@ def _qualifications(
         reason: str,
     ) -> None:
         ids = {e if isinstance(e, str) else e.event_id for e in evidence}
-        found.append(_Qualified(pool, key, county, on, tuple(sorted(ids)), pack, reason))
+        self.found.append(_Qualified(pool, key, county, on, tuple(sorted(ids)), pack, reason))
 
-    def in_force(county: str | None, on: date) -> PolicyPack | None:
+    def in_force(self, county: str | None, on: date) -> PolicyPack | None:
         if county is None:
             return None
         try:
-            pack = packs.in_force(county, on)
-            pack.decision_rules()
+            pack = self.packs.in_force(county, on)
+            pack.rules(DecisionPolicy)
         except PolicyError:
             return None
         return pack
 
-    closes = [f for f in facts if f.kind == "month_close"]
-    annuals = [f for f in facts if f.kind == "annual"]
-    reds = sorted((f for f in facts if f.kind == "red_list"), key=lambda f: (f.period, f.event_id))
-    assignments = {f.ref: f for f in facts if f.kind == "assignment" and f.ref is not None}
-    live_decisions = [d for d in decisions if d.status != "dismissed"]
-
-    for annual in annuals:
-        pack = in_force(annual.county, annual.on)
+    def reserve_and_commend(
+        self, annual: Fact, closes: Sequence[Fact], reds: Sequence[Fact]
+    ) -> None:
+        pack = self.in_force(annual.county, annual.on)
         if pack is None or annual.county is None:
-            continue
+            return
         rules = _rules(pack)
         year_closes = [c for c in closes if c.period[:4] == annual.period]
         if (
@@ -450,7 +485,7 @@ def _qualifications(
             and year_closes
             and all(c.shortfall == 0 for c in year_closes)
         ):
-            qualify(
+            self.qualify(
                 "reserve",
                 annual.period,
                 annual.county,
@@ -462,7 +497,7 @@ def _qualifications(
             )
         year_reds = [r for r in reds if r.period[:4] == annual.period]
         if annual.grade == rules.commend_annual_grade and year_reds:
-            qualify(
+            self.qualify(
                 "commend",
                 annual.period,
                 annual.county,
@@ -473,13 +508,19 @@ def _qualifications(
                 f" {', '.join(r.period for r in year_reds)}",
             )
 
-    for term in (f for f in facts if f.kind == "term"):
-        pack = in_force(term.county, term.on)
+    def promote(
+        self,
+        term: Fact,
+        annuals: Sequence[Fact],
+        assignments: Mapping[str, Fact],
+        live_decisions: Sequence[Decision],
+    ) -> None:
+        pack = self.in_force(term.county, term.on)
         if pack is None or term.county is None:
-            continue
+            return
         rules = _rules(pack)
         if term.grade != rules.promote_term_grade:
-            continue
+            return
         assignment = assignments.get(term.ref) if term.ref is not None else None
         start = assignment.start if assignment is not None else None
         recalled = [
@@ -500,7 +541,7 @@ def _qualifications(
             and rules.annual_below(a.grade, rules.promote_lowest_annual_grade)
         ]
         if not recalled and not low:
-            qualify(
+            self.qualify(
                 "promote",
                 f"term:{term.ref}",
                 term.county,
@@ -511,15 +552,15 @@ def _qualifications(
                 f" below {rules.promote_lowest_annual_grade}",
             )
 
-    for assignment in sorted(assignments.values(), key=lambda f: f.event_id):
+    def publicise_red_lists(self, assignment: Fact, reds: Sequence[Fact]) -> None:
         start, end = assignment.start, assignment.on
         in_term = [r for r in reds if start is not None and start <= quarter_end(r.period) <= end]
         for count, red in enumerate(in_term, start=1):
-            pack = in_force(red.county, quarter_end(red.period))
+            pack = self.in_force(red.county, quarter_end(red.period))
             if pack is None or red.county is None:
                 continue
             if count >= _rules(pack).publicise_red_lists_in_term:
-                qualify(
+                self.qualify(
                     "publicise",
                     f"red:{assignment.ref}",
                     red.county,
@@ -531,30 +572,30 @@ def _qualifications(
                 )
                 break
 
-    by_period: dict[str, list[Fact]] = defaultdict(list)
-    for evaluation in (f for f in facts if f.kind == "villagers"):
-        by_period[evaluation.period].append(evaluation)
-    for period, evaluations in sorted(by_period.items()):
-        # The best evaluation of the period names the county, hence the pack.
-        best = min(evaluations, key=lambda f: (-f.satisfaction, f.event_id))
-        on = period_end(period)
-        pack = in_force(best.county, on)
-        if pack is None or best.county is None:
-            continue
-        minimum = _rules(pack).publicise_villager_satisfaction_min
-        good = [e for e in evaluations if e.satisfaction >= minimum]
-        if good:
-            qualify(
-                "publicise",
-                f"villagers:{period}",
-                best.county,
-                on,
-                good,
-                pack,
-                f"villagers' evaluation of {period}:"
-                f" {max(e.satisfaction for e in good):g} (from {minimum:g})",
-            )
-    return found
+    def publicise_villagers(self, evaluations: Sequence[Fact]) -> None:
+        by_period: dict[str, list[Fact]] = defaultdict(list)
+        for evaluation in evaluations:
+            by_period[evaluation.period].append(evaluation)
+        for period, of_period in sorted(by_period.items()):
+            # The best evaluation of the period names the county, hence the pack.
+            best = min(of_period, key=lambda f: (-f.satisfaction, f.event_id))
+            on = period_end(period)
+            pack = self.in_force(best.county, on)
+            if pack is None or best.county is None:
+                continue
+            minimum = _rules(pack).publicise_villager_satisfaction_min
+            good = [e for e in of_period if e.satisfaction >= minimum]
+            if good:
+                self.qualify(
+                    "publicise",
+                    f"villagers:{period}",
+                    best.county,
+                    on,
+                    good,
+                    pack,
+                    f"villagers' evaluation of {period}:"
+                    f" {max(e.satisfaction for e in good):g} (from {minimum:g})",
+                )
 
 
 def _status(

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from zhucun.projections.decisions.policy import DecisionPolicy, LeaveLimit
 from zhucun.projections.decisions.projection import DecisionsProjection
 from zhucun.shared.policy import PolicyPack
 from zhucun.shared.replay import Progress, drop_schema, rebuild_as_of
@@ -161,8 +162,9 @@ async def what_if(
 ) -> WhatIfReport:
     """Replay every decision-relevant topic under ``pack`` into a scratch schema and compare
     it with ``live_schema``."""
-    pack.decision_rules()  # a pack without the rules cannot answer: fail before any work
-    pack.attendance_rules()
+    # A pack without the rules (or with broken ones) cannot answer: fail before any work.
+    pack.rules(DecisionPolicy)
+    pack.rules(LeaveLimit)
     scratch = f"{live_schema}__what_if_{secrets.token_hex(4)}"
     make = partial(DecisionsProjection, policies_dir=policies_dir, override=pack)
     built = await rebuild_as_of(
