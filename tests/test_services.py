@@ -12,9 +12,7 @@ from importlib import import_module
 from typing import Any, ClassVar
 
 import pytest
-from anyio.from_thread import BlockingPortal
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from served import VILLAGE
 
 from zhucun.infra import KafkaServer
@@ -23,11 +21,9 @@ from zhucun.shared.events import DomainEvent
 from zhucun.shared.service import ServiceRuntime
 from zhucun.shared.settings import (
     HealthSettings,
-    KafkaSettings,
-    PostgresSettings,
-    ServiceSettings,
 )
 from zhucun.shared.store import NO_STREAM
+from zhucun.shared.testing import portal, service_settings, wait_until_published
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +46,10 @@ PROJECTIONS = {
 }
 
 
-def settings_for(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:
-    return ServiceSettings(
-        service_name=name,
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=2),
-        postgres=PostgresSettings(dsn=SecretStr(dsn)),
-    )
-
-
 @pytest.mark.parametrize("name", [*WRITERS, "projections"])
 def test_service_starts_and_is_ready(name: str, kafka_bootstrap: str, fresh_database: str) -> None:
     module = import_module(f"zhucun.{name}.app")
-    app = module.create_app(settings_for(name, kafka_bootstrap, fresh_database))
+    app = module.create_app(service_settings(name, kafka_bootstrap, fresh_database))
     with TestClient(app) as client:
         assert client.get("/health/live").status_code == 200
         body = wait_for_kafka(client)
@@ -83,12 +71,6 @@ def test_service_starts_and_is_ready(name: str, kafka_bootstrap: str, fresh_data
         assert client.get("/metrics").status_code == 200
 
 
-def portal(client: TestClient) -> BlockingPortal:
-    """The event loop of the app under test: TestClient opens it in ``with``."""
-    assert client.portal is not None, "outside `with TestClient(app)`"
-    return client.portal
-
-
 def wait_for_kafka(client: TestClient, seconds: float = 30) -> dict[str, Any]:
     """The readiness body once the service reports Kafka connected (it starts without)."""
     deadline = time.monotonic() + seconds
@@ -106,7 +88,7 @@ def test_service_publishes_what_it_stores(
     name: str, kafka_bootstrap: str, fresh_database: str
 ) -> None:
     module = import_module(f"zhucun.{name}.app")
-    app = module.create_app(settings_for(name, kafka_bootstrap, fresh_database))
+    app = module.create_app(service_settings(name, kafka_bootstrap, fresh_database))
     with TestClient(app) as client:
         runtime: ServiceRuntime = app.state.runtime
         event = NewEvent(
@@ -116,11 +98,7 @@ def test_service_publishes_what_it_stores(
             runtime.event_store().append, f"probe-{name}", [event], expected_version=NO_STREAM
         )
         portal(client).call(append)
-        assert runtime.relay is not None
-        deadline = time.monotonic() + 20
-        while portal(client).call(runtime.relay.lag) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert portal(client).call(runtime.relay.lag) == 0
+        wait_until_published(client)
         metrics = client.get("/metrics").text
         assert 'zhucun_relay_published_events_total{relay="relay"} 1.0' in metrics
 
@@ -137,7 +115,7 @@ class Oversized(DomainEvent):
 def test_readiness_reports_a_stalled_relay_and_the_event_it_is_stuck_on(
     kafka_bootstrap: str, fresh_database: str
 ) -> None:
-    settings = settings_for("dispatch", kafka_bootstrap, fresh_database).model_copy(
+    settings = service_settings("dispatch", kafka_bootstrap, fresh_database).model_copy(
         update={"health": HealthSettings(stall_seconds=2, refresh_seconds=0.2)}
     )
     app = import_module("zhucun.dispatch.app").create_app(settings)
@@ -178,7 +156,7 @@ def test_a_service_starts_without_kafka_takes_commands_and_publishes_when_it_com
     from zhucun.shared.testing import read_topic
 
     bootstrap = kafka_server.bootstrap_servers
-    settings = settings_for("dispatch", bootstrap, fresh_database)
+    settings = service_settings("dispatch", bootstrap, fresh_database)
     county = f"53{uuid.uuid4().int % 10_000:04d}"
     village_id = f"v-{uuid.uuid4().hex[:8]}"
     headers = {
@@ -203,12 +181,7 @@ def test_a_service_starts_without_kafka_takes_commands_and_publishes_when_it_com
         kafka_server.start()
         body = wait_for_kafka(client, seconds=60)
         assert body["components"]["kafka"]["state"] == "connected"
-        runtime: ServiceRuntime = app.state.runtime
-        assert runtime.relay is not None
-        deadline = time.monotonic() + 30
-        while portal(client).call(runtime.relay.lag) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert portal(client).call(runtime.relay.lag) == 0
+        wait_until_published(client, seconds=30)
     published = asyncio.run(read_topic(bootstrap, "dispatch.events.v1"))
     mine = [p.event for p in published if p.event.data.get("village_id") == village_id]
     assert [e.event_type for e in mine] == ["dispatch.VillageRegistered"]

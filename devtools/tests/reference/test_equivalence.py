@@ -1,6 +1,6 @@
 """The projection's rules and the reference model agree on random histories.
 
-Both implement docs/decisions.md independently: ``zhucun.projections.decisions.rules`` (fed
+Both implement docs/decisions.md independently: ``zhucun.projections.domain.rules`` (fed
 through the projection's own event-to-fact mapping, ``facts_of``) and ``zhucun.reference``
 (plain loops over the events' JSON). Here they judge a few hundred random cadre histories,
 dense with edges (runs across year ends, gaps, leave around the limit, grades that recall or
@@ -25,7 +25,7 @@ from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
 from zhucun.contracts.dispatch import events as dispatch
 from zhucun.projections.decisions.projection import facts_of
-from zhucun.projections.decisions.rules import Packs, Verdict, evaluate
+from zhucun.projections.domain.rules import Packs, Verdict, evaluate
 from zhucun.reference import Packs as ReferencePacks
 from zhucun.reference import reference_model
 from zhucun.shared.events import DomainEvent

@@ -10,20 +10,17 @@ from zhucun.contracts.attendance.asyncapi import DOCUMENT_PATH, document
 from zhucun.contracts.attendance.events import registry
 from zhucun.shared.asyncapi import render
 from zhucun.shared.http import render_openapi
+from zhucun.shared.testing import assert_committed, documented_events
 
 pytestmark = pytest.mark.unit
 
 
 def test_committed_asyncapi_document_is_current() -> None:
-    assert DOCUMENT_PATH.read_text() == render(document()), (
-        "the asyncapi.json of the attendance contract is stale: run `uv run zhucun contracts write`"
-    )
+    assert_committed(DOCUMENT_PATH, render(document()))
 
 
 def test_every_event_type_is_in_the_document_and_keyed_by_cadre() -> None:
-    messages = document()["components"]["messages"]
-    assert set(messages) == {cls.event_type for cls in registry.classes()}
-    assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
+    documented_events(document(), registry)
     assert {cls.key_field for cls in registry.classes()} == {"cadre_id"}
 
 
@@ -35,9 +32,7 @@ def test_no_event_can_carry_coordinates() -> None:
 
 
 def test_committed_openapi_document_is_current() -> None:
-    assert OPENAPI_PATH.read_text() == render_openapi(create_app()), (
-        "services/attendance/openapi.json is stale: run `uv run zhucun contracts write`"
-    )
+    assert_committed(OPENAPI_PATH, render_openapi(create_app()))
 
 
 def test_reads_are_about_one_cadre_never_a_ranking() -> None:

@@ -9,26 +9,21 @@ from zhucun.contracts.dispatch.events import registry
 from zhucun.dispatch.app import OPENAPI_PATH, create_app
 from zhucun.shared.asyncapi import render
 from zhucun.shared.http import render_openapi
+from zhucun.shared.testing import assert_committed, documented_events
 
 pytestmark = pytest.mark.unit
 
 
 def test_committed_asyncapi_document_is_current() -> None:
-    assert DOCUMENT_PATH.read_text() == render(document()), (
-        "the asyncapi.json of the dispatch contract is stale: run `uv run zhucun contracts write`"
-    )
+    assert_committed(DOCUMENT_PATH, render(document()))
 
 
 def test_every_event_type_is_in_the_document() -> None:
-    messages = document()["components"]["messages"]
-    assert set(messages) == {cls.event_type for cls in registry.classes()}
-    assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
+    documented_events(document(), registry)
 
 
 def test_committed_openapi_document_is_current() -> None:
-    assert OPENAPI_PATH.read_text() == render_openapi(create_app()), (
-        "services/dispatch/openapi.json is stale: run `uv run zhucun contracts write`"
-    )
+    assert_committed(OPENAPI_PATH, render_openapi(create_app()))
 
 
 def test_openapi_has_a_route_per_command() -> None:

@@ -41,7 +41,7 @@ from zhucun.projections.decisions.queries import (
     PoolName,
     RecallDecision,
 )
-from zhucun.projections.errors import (
+from zhucun.projections.domain.errors import (
     AlreadyDismissed,
     AlreadyExecuted,
     InvalidCursor,

@@ -20,7 +20,7 @@ from zhucun.attendance.app import create_app as create_attendance
 from zhucun.cli.main import app as cli
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
-from zhucun.projections.decisions.rules import decision_id
+from zhucun.projections.domain.rules import decision_id
 from zhucun.shared.testing import StaffedCounty, bearer, read_topic, service_settings, wait_for
 
 pytestmark = pytest.mark.integration

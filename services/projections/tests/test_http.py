@@ -26,7 +26,7 @@ from zhucun.projections.decisions.queries import (
     PoolName,
     RecallDecision,
 )
-from zhucun.projections.errors import InvalidCursor
+from zhucun.projections.domain.errors import InvalidCursor
 from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.http import provide_use_cases

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from zhucun.projections.app import ProjectionsSettings, create_app
-from zhucun.projections.decisions.policy import DECISION_SECTIONS, DecisionPolicy, LeaveLimit
+from zhucun.projections.domain.policy import DECISION_SECTIONS, DecisionPolicy, LeaveLimit
 from zhucun.shared.policy import PolicyFileError, PolicySectionError, load_pack
 
 pytestmark = pytest.mark.unit

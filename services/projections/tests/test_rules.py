@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from zhucun.projections.decisions import rules
-from zhucun.projections.decisions.policy import DECISION_SECTIONS, DecisionPolicy
-from zhucun.projections.decisions.rules import Decision, Fact, Packs, PoolEntry, Verdict, evaluate
+from zhucun.projections.domain import rules
+from zhucun.projections.domain.policy import DECISION_SECTIONS, DecisionPolicy
+from zhucun.projections.domain.rules import Decision, Fact, Packs, PoolEntry, Verdict, evaluate
 from zhucun.shared.policy import PolicyBook, PolicyPack
 
 pytestmark = pytest.mark.unit

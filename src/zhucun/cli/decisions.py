@@ -41,8 +41,8 @@ def what_if(
     difference with the live decisions: who would have been recalled or pooled, or not, and
     why."""
     from zhucun.cli.progress import progress_bar
-    from zhucun.projections.decisions.policy import DECISION_SECTIONS, DecisionPolicy, LeaveLimit
     from zhucun.projections.decisions.whatif import what_if as run_what_if
+    from zhucun.projections.domain.policy import DECISION_SECTIONS, DecisionPolicy, LeaveLimit
     from zhucun.shared.policy import PolicyError, load_pack
     from zhucun.shared.settings import ServiceSettings
 

@@ -27,7 +27,7 @@ from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.contracts.assessment.events import AnnualGrade
 from zhucun.contracts.attendance.events import LeaveKind
 from zhucun.contracts.dispatch.events import Role
-from zhucun.projections.decisions.policy import DecisionPolicy
+from zhucun.projections.domain.policy import DecisionPolicy
 from zhucun.shared.policy import PolicyPack
 from zhucun.sim.world import Behaviour, Cadre
 

@@ -46,7 +46,7 @@ from zhucun.contracts.assessment.events import AnnualGrade, InspectionKind, Quar
 from zhucun.contracts.attendance.events import SpotCheckResult
 from zhucun.dispatch.domain.lookups import add_months
 from zhucun.dispatch.domain.policy import DispatchPolicy
-from zhucun.projections.decisions.policy import DecisionPolicy
+from zhucun.projections.domain.policy import DecisionPolicy
 from zhucun.shared.policy import PolicyBook, PolicyPack
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR
 from zhucun.sim import actions as a

@@ -14,7 +14,7 @@ table holds, and its arithmetic, live with the service that applies it, as a
 * ``[dispatch]``: ``zhucun.dispatch.domain.policy.DispatchPolicy``;
 * ``[attendance]``: ``zhucun.attendance.domain.policy.AttendancePolicy``;
 * ``[assessment]``: ``zhucun.assessment.domain.policy.AssessmentPolicy``;
-* ``[decisions]``: ``zhucun.projections.decisions.policy.DecisionPolicy`` (the read side,
+* ``[decisions]``: ``zhucun.projections.domain.policy.DecisionPolicy`` (the read side,
   which also reads ``[attendance].annual_leave_limit_days`` through a view of its own).
 
 ``pack.rules(DispatchPolicy)`` validates the pack's table with that class (once per pack).

@@ -8,10 +8,11 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 
 from zhucun.shared.auth import mint_token
 from zhucun.shared.envelope import RecordedEvent, from_kafka
+from zhucun.shared.events import EventRegistry
 from zhucun.shared.service import service_runtime
 from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
 
@@ -71,6 +73,23 @@ def bearer(
     return authorization(
         token(role, subject=subject, county=county, township=township, cadre=cadre)
     )
+
+
+def assert_committed(path: Path, generated: str) -> None:
+    """A committed document (an OpenAPI or AsyncAPI ``.json``) is the one the code generates
+    now; if not, the failure names it and the command that rewrites it."""
+    assert path.read_text(encoding="utf-8") == generated, (
+        f"{path} is stale: run `uv run zhucun contracts write`"
+    )
+
+
+def documented_events(document: Mapping[str, Any], registry: EventRegistry) -> set[str]:
+    """The event types an AsyncAPI ``document`` describes, once checked to be exactly the
+    ``registry``'s and each described (a class without a docstring has no summary)."""
+    messages: Mapping[str, Mapping[str, Any]] = document["components"]["messages"]
+    assert set(messages) == {cls.event_type for cls in registry.classes()}
+    assert all(m["summary"] for m in messages.values()), "every event needs a docstring"
+    return set(messages)
 
 
 def service_settings(name: str, kafka_bootstrap: str, dsn: str) -> ServiceSettings:

@@ -7,7 +7,7 @@ before it starts is refused), which stream a dismissal decides on, and the day i
 They read the two read models through the small protocols below (:class:`CadreFiles`,
 :class:`DecisionsReadModel`), which the PostgreSQL readers implement and tests fake; the
 dismissal writes through the service's ``CommandPath``. Refusals are the read side's
-``RuleViolation`` subclasses (``zhucun.projections.errors``); a principal outside the
+``RuleViolation`` subclasses (``zhucun.projections.domain.errors``); a principal outside the
 jurisdiction gets the system-wide ``forbidden-jurisdiction`` of ``Principal.ensure_covers``.
 
 No web framework here: ``http.py`` parses requests, calls one method, returns its answer.
@@ -23,12 +23,6 @@ from typing import Literal, Protocol
 
 from zhucun.contracts.decisions.events import decision_stream
 from zhucun.projections.audit import FileEntry, FilePage, end_of_day, export_csv, export_json
-from zhucun.projections.decisions.lifecycle import (
-    DecisionState,
-    DismissRecall,
-    decide_dismissal,
-    evolve,
-)
 from zhucun.projections.decisions.queries import (
     CadreDecisions,
     DecisionFilter,
@@ -39,7 +33,18 @@ from zhucun.projections.decisions.queries import (
     PoolName,
     RecallDecision,
 )
-from zhucun.projections.errors import InvalidPeriod, UnknownCadre, UnknownCadreFile, UnknownDecision
+from zhucun.projections.domain.errors import (
+    InvalidPeriod,
+    UnknownCadre,
+    UnknownCadreFile,
+    UnknownDecision,
+)
+from zhucun.projections.domain.lifecycle import (
+    DecisionState,
+    DismissRecall,
+    decide_dismissal,
+    evolve,
+)
 from zhucun.projections.sources import SHANGHAI
 from zhucun.shared.auth import Principal, Role, Scope
 from zhucun.shared.commands import CommandAccepted, CommandPath, StreamModel

@@ -49,7 +49,7 @@ from zhucun.contracts.assessment import events as assessment
 from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
 from zhucun.contracts.dispatch import events as dispatch
-from zhucun.projections.errors import InvalidCursor
+from zhucun.projections.domain.errors import InvalidCursor
 from zhucun.projections.sources import SHANGHAI, TOPICS, union_registry
 from zhucun.shared.events import DomainEvent, EventRegistry, JsonObject
 from zhucun.shared.projection import Delivery

@@ -3,7 +3,7 @@ pools out, and each new recall decision published on ``decisions.events.v1``.
 
 For every batch it stores the facts it reads (``decision_facts``: only what the rules use,
 one row per event and cadre), recomputes the verdict of each cadre whose facts changed with
-the pure :func:`~zhucun.projections.decisions.rules.evaluate`, and replaces that cadre's rows
+the pure :func:`~zhucun.projections.domain.rules.evaluate`, and replaces that cadre's rows
 of ``recall_decisions`` and ``pool_entries``. Recomputing from all of a cadre's facts makes
 the result independent of the order the topics interleave in (a rebuild reads them at
 different speeds), and a cadre has at most a few hundred facts.
@@ -33,8 +33,8 @@ from zhucun.contracts.assessment import events as assessment
 from zhucun.contracts.attendance import events as attendance
 from zhucun.contracts.decisions import events as decisions
 from zhucun.contracts.dispatch import events as dispatch
-from zhucun.projections.decisions.policy import DECISION_SECTIONS
-from zhucun.projections.decisions.rules import (
+from zhucun.projections.domain.policy import DECISION_SECTIONS
+from zhucun.projections.domain.rules import (
     Decision,
     Fact,
     Packs,

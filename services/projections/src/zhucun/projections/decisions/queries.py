@@ -15,7 +15,7 @@ from typing import Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
-from zhucun.projections.decisions.rules import DecisionStatus, EntryStatus, Pool
+from zhucun.projections.domain.rules import DecisionStatus, EntryStatus, Pool
 
 #: One of the four promotion pools (四个一批), as a path segment.
 PoolName = Pool

@@ -18,8 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from zhucun.projections.decisions.policy import DecisionPolicy, LeaveLimit
 from zhucun.projections.decisions.projection import DecisionsProjection
+from zhucun.projections.domain.policy import DecisionPolicy, LeaveLimit
 from zhucun.shared.policy import PolicyPack
 from zhucun.shared.replay import Progress, drop_schema, rebuild_as_of
 from zhucun.shared.settings import DEFAULT_POLICIES_DIR, KafkaSettings

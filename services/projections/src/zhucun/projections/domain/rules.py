@@ -17,7 +17,7 @@ from datetime import date
 from typing import Literal
 
 from zhucun.contracts.decisions.events import RULE_NAMES
-from zhucun.projections.decisions.policy import DecisionPolicy, LeaveLimit
+from zhucun.projections.domain.policy import DecisionPolicy, LeaveLimit
 from zhucun.shared.policy import PolicyBook, PolicyError, PolicyPack
 
 #: Namespace of recall decision ids: ``uuid5(NS, "recall|<cadre>|<rule>|<key>")``.

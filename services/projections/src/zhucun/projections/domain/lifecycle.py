@@ -4,7 +4,7 @@ The ``decisions`` projection appends ``RecallRecommended`` and ``RecallExecuted`
 (they follow from facts); people only dismiss. :func:`decide_dismissal` is the one command:
 an org_admin of the cadre's county reviews an open decision and dismisses it with a reason.
 Pure: no I/O, no clock (the use case passes the day); refusals are the read side's
-``RuleViolation`` subclasses (``zhucun.projections.errors``).
+``RuleViolation`` subclasses (``zhucun.projections.domain.errors``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from zhucun.contracts.decisions.events import (
     RecallExecuted,
     RecallRecommended,
 )
-from zhucun.projections.errors import AlreadyDismissed, AlreadyExecuted, UnknownDecision
+from zhucun.projections.domain.errors import AlreadyDismissed, AlreadyExecuted, UnknownDecision
 from zhucun.shared.events import DomainEvent
 
 Status = Literal["unknown", "recommended", "executed", "dismissed"]
