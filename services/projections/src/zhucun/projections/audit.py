@@ -793,8 +793,23 @@ async def export_json(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
     yield "".join(chunk) + "\n]\n"
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"): an id, a
+#: summary or a note starting with one of these would run when an auditor opens the export.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet shows as text: a string starting with a formula
+    character gets a leading ``'`` (OWASP's rule); numbers and other strings are unchanged.
+    Only the CSV export does this: the JSON export stays exact."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 async def export_csv(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
-    """A cadre's file as CSV with a header row (``data`` as a JSON string), in chunks."""
+    """A cadre's file as CSV with a header row (``data`` as a JSON string), in chunks; every
+    cell is ``spreadsheet_safe``."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(COLUMNS)
@@ -802,7 +817,7 @@ async def export_csv(rows: AsyncIterator[FileEntry]) -> AsyncIterator[str]:
     async for entry in rows:
         values = entry.model_dump(mode="json")
         values["data"] = json.dumps(entry.data, ensure_ascii=False, separators=(",", ":"))
-        writer.writerow(["" if values[c] is None else values[c] for c in COLUMNS])
+        writer.writerow(["" if values[c] is None else spreadsheet_safe(values[c]) for c in COLUMNS])
         count += 1
         if count % _CHUNK == 0:
             yield buffer.getvalue()
