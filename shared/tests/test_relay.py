@@ -19,6 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry, generate_latest
 
+from zhucun.shared.asyncapi import CLOUDEVENT_HEADERS
 from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent, from_kafka
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.kafka import ensure_topics, event_topic, make_broker
@@ -82,6 +83,10 @@ async def read_topic(bootstrap: str, topic: str) -> list[tuple[int, RecordedEven
                 for r in batch:
                     event, source = from_kafka(r.headers, r.value)
                     assert source == "/zhucun/test"
+                    # Every header the record carries is in the AsyncAPI documents.
+                    headers = {name: value.decode() for name, value in r.headers}
+                    assert set(headers) <= set(CLOUDEVENT_HEADERS), set(headers)
+                    assert headers["correlation_id"] == headers["ce_correlationid"]
                     assert r.key == event.key.encode()
                     records.append((tp.partition, event))
         return records

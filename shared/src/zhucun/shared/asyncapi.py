@@ -17,7 +17,8 @@ from zhucun.shared.events import EventRegistry
 
 ASYNCAPI_VERSION = "3.0.0"
 
-#: The CloudEvents 1.0 (binary mode) headers of every record; see ``zhucun.shared.envelope``.
+#: The headers of every record: CloudEvents 1.0 in binary mode (``zhucun.shared.envelope``)
+#: and FastStream's correlation id.
 CLOUDEVENT_HEADERS: dict[str, dict[str, str]] = {
     "ce_specversion": {"description": "Always '1.0'."},
     "ce_id": {"description": "Event id (UUID). Duplicates carry the same id: drop them."},
@@ -37,6 +38,9 @@ CLOUDEVENT_HEADERS: dict[str, dict[str, str]] = {
     "ce_actor": {"description": "'subject:role' of the caller; never a person's name."},
     "ce_prevhash": {"description": "Hash of the previous event in the stream (hash chain)."},
     "ce_hash": {"description": "SHA-256 of prevhash and the event's canonical JSON."},
+    # Not CloudEvents: FastStream's own message id, which the relay sets so that FastStream
+    # consumers see the request's id without reading the ce_ headers.
+    "correlation_id": {"description": "The same value as ce_correlationid (FastStream's)."},
 }
 _OPTIONAL_HEADERS = {"ce_causationid", "ce_actor"}
 
