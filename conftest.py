@@ -25,6 +25,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from running_services import running_system
 
 from zhucun.infra import ExternalPostgres, KafkaServer, PostgresLike, PostgresServer
 
@@ -174,3 +175,7 @@ async def fresh_pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield pool
     finally:
         await pool.close()
+
+
+#: The four services as processes, shared by every test directory (``running_services``).
+__all__ = ["running_system"]

@@ -40,9 +40,11 @@ from zhucun.shared.kafka import (
 from zhucun.shared.projection import (
     Delivery,
     PoisonRecord,
+    Projection,
     ProjectionCounts,
     ProjectionRunner,
 )
+from zhucun.shared.replica import Table
 from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import create_pool
 
@@ -243,7 +245,7 @@ async def env(kafka_bootstrap: str, fresh_database: str) -> AsyncIterator[Env]:
     await pool.close()
 
 
-def make_runner(env: Env, projection: Tally, **options: Any) -> ProjectionRunner:
+def make_runner(env: Env, projection: Projection, **options: Any) -> ProjectionRunner:
     options.setdefault("group_id", f"g-{uuid4().hex[:8]}")
     return ProjectionRunner(env.pool, projection, env.settings, schema=SCHEMA, **options)
 
@@ -774,6 +776,159 @@ async def test_kill_9_mid_batch_neither_loses_nor_repeats(env: Env, fresh_databa
     assert_exactly_once_in_order(await applied_rows(env.pool), events)
     total = len(events)
     assert await processed_counts(env.pool) == ProjectionCounts(consumed=total, applied=total)
+
+
+villages = EventRegistry()
+
+
+@villages.register
+class VillageSurveyed(DomainEvent):
+    event_type: ClassVar[str] = "test.projection.VillageSurveyed"
+    key_field: ClassVar[str] = "village_id"
+    village_id: str
+    name: str
+    radius_m: int
+
+
+class Villages:
+    """A replica with an ``integer`` column, as the services' replicas of dispatch have; it
+    records which transactions (deliveries) saw each event."""
+
+    name = "villages"
+    topics: Sequence[str]
+
+    def __init__(self, topic: str) -> None:
+        self.topics = (topic,)
+        self.registry = villages
+        self.table = Table(
+            f"{SCHEMA}.villages",
+            {"village_id": "text", "name": "text", "radius_m": "integer"},
+            key=("village_id",),
+        )
+        #: Event id -> the ids of the transactions whose apply was given it: one per
+        #: delivery (the bulk attempt and the one-by-one pass share their transaction).
+        self.deliveries: defaultdict[UUID, set[int]] = defaultdict(set)
+
+    async def migrate(self, conn: asyncpg.Connection) -> None:
+        await conn.execute(self.table.create())
+
+    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        transaction = await conn.fetchval("SELECT txid_current()")
+        for delivery in deliveries:
+            self.deliveries[delivery.event.event_id].add(transaction)
+        rows = [
+            (p.village_id, p.name, p.radius_m)
+            for p in (d.payload for d in deliveries)
+            if isinstance(p, VillageSurveyed)
+        ]
+        await self.table.insert(conn, rows, on_conflict="update")
+
+
+def surveyed(village_id: str, *, name: str = "村", radius_m: int = 500) -> RecordedEvent:
+    data = {"village_id": village_id, "name": name, "radius_m": radius_m}
+    event = recorded(village_id, 1, event_type=VillageSurveyed.event_type, data=data)
+    return event.model_copy(update={"key": village_id, "stream_id": f"village-{village_id}"})
+
+
+async def test_a_value_the_database_refuses_is_dead_lettered_on_its_first_delivery(
+    env: Env,
+) -> None:
+    """Issue 15: a radius beyond ``integer`` was retried for minutes, holding its partition.
+    Now each refused value is dead-lettered at once, with the error in its reason, and its
+    good neighbours (same partition, same batch) are applied."""
+    good_before, good_after = surveyed("v-1", radius_m=500), surveyed("v-4", radius_m=800)
+    overflow = surveyed("v-2", radius_m=10**12)  # asyncpg refuses to encode it as int4
+    nul = surveyed("v-3", name="a\x00b")  # PostgreSQL refuses a NUL in text
+    events = [good_before, overflow, nul, good_after]
+    sent = await publish(env.bootstrap, env.topic, map(record_of, events), partition=0)
+    broker = make_broker(env.settings)
+    await broker.connect()
+    projection = Villages(env.topic)
+    try:
+        runner = make_runner(env, projection, dead_letters=DeadLetterPublisher(broker.publish))
+        await runner.migrate()
+        running = start(runner)
+        await caught_up(env, runner, running)
+        health = runner.health(stall_seconds=120)
+        await running.halt()
+    finally:
+        await broker.stop()
+
+    rows = await env.pool.fetch(f"SELECT * FROM {SCHEMA}.villages ORDER BY village_id")
+    assert [tuple(r) for r in rows] == [("v-1", "村", 500), ("v-4", "村", 800)]
+    assert runner.counts == ProjectionCounts(consumed=4, applied=2, dead_lettered=2)
+    assert await processed_counts(env.pool, "villages") == runner.counts
+    assert await runner.lag() == {(env.topic, p): 0 for p in range(PARTITIONS)}
+    assert (health.state, health.lag, health.error) == ("ok", 0, None)
+    # Each bad record was delivered once: never retried.
+    assert len(projection.deliveries[overflow.event_id]) == 1
+    assert len(projection.deliveries[nul.event_id]) == 1
+
+    dead = await read_dlq(env.bootstrap, env.topic)
+    assert len(dead) == 2
+    headers = [{k: v.decode() for k, v in record.headers} for record in dead]
+    assert [(h["x-dlq-source-partition"], h["x-dlq-source-offset"]) for h in headers] == [
+        ("0", str(sent[1].offset)),
+        ("0", str(sent[2].offset)),
+    ]
+    assert [record.value for record in dead] == [record_of(overflow).value, record_of(nul).value]
+    assert [h["ce_id"] for h in headers] == [str(overflow.event_id), str(nul.event_id)]
+    reason = "projection villages could not apply the event: "
+    assert headers[0]["x-dlq-reason"].startswith(reason + "DataError: "), headers[0]
+    assert "int32" in headers[0]["x-dlq-reason"]
+    assert headers[1]["x-dlq-reason"].startswith(reason + "CharacterNotInRepertoireError: ")
+    assert "CharacterNotInRepertoireError" in headers[1]["x-dlq-error"]
+    assert all(h["x-dlq-source-topic"] == env.topic for h in headers)
+
+
+class Flaky(Tally):
+    """Fails every apply like a database that is away, until ``failing`` is cleared."""
+
+    failing = True
+
+    async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
+        if self.failing:
+            raise asyncpg.CannotConnectNowError("the database system is starting up")
+        await super().apply(conn, deliveries)
+
+
+async def test_a_transient_failure_is_retried_with_backoff_and_reported_retrying(
+    env: Env,
+) -> None:
+    events = cadre_events(["c1", "c2"], per_cadre=3)
+    await publish(env.bootstrap, env.topic, map(record_of, events))
+    broker = make_broker(env.settings)
+    await broker.connect()
+    projection = Flaky(env.topic)
+    try:
+        runner = make_runner(env, projection, dead_letters=DeadLetterPublisher(broker.publish))
+        await runner.migrate()
+        running = start(runner)
+        try:
+
+            async def retried_thrice() -> bool:
+                error = runner.health(stall_seconds=120).error
+                return error is not None and error["attempts"] >= 3
+
+            await eventually(retried_thrice, seconds=15)
+            health = runner.health(stall_seconds=120)
+            assert health.state == "retrying"
+            assert health.error is not None
+            assert health.error["kind"] == "projection.batch_failed"
+            assert health.error["error"].startswith("CannotConnectNowError")
+            assert datetime.fromisoformat(health.error["since"]) <= datetime.now(UTC)
+            assert health.error["retry_in"] > 0.1  # backing off
+            assert runner.health(stall_seconds=0.001).state == "stalled"
+            assert await applied_rows(env.pool) == []
+            projection.failing = False
+            await caught_up(env, runner, running)
+        finally:
+            await running.halt()
+    finally:
+        await broker.stop()
+    assert_exactly_once_in_order(await applied_rows(env.pool), events)
+    assert runner.counts == ProjectionCounts(consumed=6, applied=6)
+    assert await read_dlq(env.bootstrap, env.topic) == []
 
 
 def test_delivery_payload_is_the_decoded_event() -> None:

@@ -9,23 +9,33 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import uuid4
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import CollectorRegistry, generate_latest
 
 from zhucun.shared.asyncapi import CLOUDEVENT_HEADERS
 from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent, from_kafka
 from zhucun.shared.events import DomainEvent
-from zhucun.shared.kafka import ensure_topics, event_topic, make_broker
-from zhucun.shared.relay import Relay
-from zhucun.shared.settings import KafkaSettings
-from zhucun.shared.store import ANY_VERSION, PostgresEventStore, create_pool
+from zhucun.shared.http import create_http_app
+from zhucun.shared.kafka import TopicSpec, ensure_topics, event_topic, make_broker
+from zhucun.shared.relay import Relay, RelayHealth
+from zhucun.shared.settings import KafkaSettings, ServiceSettings
+from zhucun.shared.store import (
+    ANY_VERSION,
+    MAX_EVENT_BYTES,
+    PostgresEventStore,
+    create_pool,
+    kafka_record_bytes,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +48,13 @@ class DiaryWritten(DomainEvent):
     key_field: ClassVar[str] = "cadre_id"
     cadre_id: str
     entry: int
+
+
+class NoteFiled(DomainEvent):
+    event_type: ClassVar[str] = "test.NoteFiled"
+    key_field: ClassVar[str] = "cadre_id"
+    cadre_id: str
+    text: str
 
 
 def diary(cadre_id: str, entry: int) -> NewEvent:
@@ -271,3 +288,137 @@ async def test_kill_9_at_random_points_while_appending_loses_nothing(
     stored = await store.read_all(limit=1_000_000)
     assert len(stored) >= cadres * kills
     assert_complete_and_ordered(stored, await read_topic(kafka_bootstrap, topic))
+
+
+#: The topic's ``max.message.bytes`` in the stall test: far below the store's limit.
+SMALL_TOPIC_LIMIT = 20_000
+
+
+async def set_topic_limit(bootstrap: str, topic: str, limit: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(limit)}
+        )
+        (response,) = await admin.alter_configs([resource])
+        assert [r[0] for r in response.resources] == [0], response
+    finally:
+        await admin.close()
+
+
+async def until_health(
+    relay: Relay, check: Callable[[RelayHealth], bool], seconds: float = 30
+) -> RelayHealth:
+    async with asyncio.timeout(seconds):
+        while not check(health := await relay.health(stall_seconds=120)):
+            await asyncio.sleep(0.05)
+    return health
+
+
+async def readiness(relay: Relay) -> dict[str, Any]:
+    """``/health/ready`` of an app whose relay report is ``relay``'s (as a service's is)."""
+    app = create_http_app(ServiceSettings(), title="relay-test")
+
+    async def report() -> dict[str, Any]:
+        return (await relay.health(stall_seconds=120)).to_json()
+
+    app.state.health_reports["relay"] = report
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/health/ready")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_refused_event_stalls_the_relay_on_it_and_nothing_behind_it_overtakes(
+    store: PostgresEventStore, kafka_bootstrap: str
+) -> None:
+    """The broker refuses an event (larger than the topic's ``max.message.bytes``, smaller
+    than the store's limit): the relay reports itself stalled on exactly that event at once,
+    retries it, publishes nothing stored after it, and carries on in order once the topic
+    takes it."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_partitions=PARTITIONS)
+    topic = f"test.relay.small.{uuid4().hex[:8]}"
+    spec = TopicSpec(topic, PARTITIONS, config={"max.message.bytes": str(SMALL_TOPIC_LIMIT)})
+    assert await ensure_topics(settings, [spec]) == [topic]
+
+    big = NewEvent(
+        event=NoteFiled(cadre_id="c1", text="x" * 30_000),
+        metadata=EventMetadata(occurred_at=datetime.now(UTC)),
+    )
+    size = kafka_record_bytes("note-1", big, big.event.to_data())
+    assert SMALL_TOPIC_LIMIT < size < MAX_EVENT_BYTES
+    # Stored before the relay starts, so the refused event is read in one batch with the
+    # events around it; c1's events share its partition (the producer's sequence there).
+    (before,) = (await store.append("cadre-1", [diary("c1", 0)], expected_version=0)).events
+    (refused,) = (await store.append("note-1", [big], expected_version=0)).events
+    after: list[RecordedEvent] = []
+    for cadre in ("c1", "c2", "c3", "c1", "c4"):
+        appended = await store.append(
+            f"cadre-{cadre}", [diary(cadre, len(after) + 1)], expected_version=ANY_VERSION
+        )
+        after.extend(appended.events)
+
+    registry = CollectorRegistry()
+    broker = make_broker(settings)
+    await broker.connect()
+    relay = Relay(store, broker, topic=topic, source="/zhucun/test", registry=registry)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        # Stalled at once (the stall time is 120 s): a refusal needs a person.
+        health = await until_health(relay, lambda h: h.state == "stalled", seconds=20)
+        waiting = health.next_event
+        assert waiting is not None
+        assert (waiting.event_id, waiting.event_type, waiting.global_position) == (
+            str(refused.event_id),
+            "test.NoteFiled",
+            2,
+        )
+        assert waiting.error is not None
+        assert waiting.error.startswith("MessageSizeTooLargeError"), waiting.error
+        assert waiting.refused
+        assert waiting.failing_since is not None
+        assert waiting.failing_since <= datetime.now(UTC)
+        assert (health.lag, health.published_position) == (1 + len(after), 1)
+        # It keeps trying (with a back-off from 0.1 s), and only that event.
+        health = await until_health(
+            relay, lambda h: bool(h.next_event and h.next_event.attempts >= 3)
+        )
+        assert health.state == "stalled"
+        assert health.next_event is not None
+        assert health.next_event.failing_since == waiting.failing_since  # since the first
+        body = await readiness(relay)
+        assert body["attention"] == ["relay"]
+        report = body["components"]["relay"]
+        assert report["state"] == "stalled"
+        assert report["next_event"]["event_id"] == str(refused.event_id)
+        assert report["next_event"]["event_type"] == "test.NoteFiled"
+        assert report["next_event"]["global_position"] == 2
+        assert report["next_event"]["error"].startswith("MessageSizeTooLargeError")
+        assert report["next_event"]["failing_since"] == waiting.failing_since.isoformat()
+        assert b'zhucun_relay_stalled{relay="relay"} 1.0' in generate_latest(registry)
+        # Nothing behind the refused event reached the topic.
+        assert [e.event_id for _, e in await read_topic(kafka_bootstrap, topic)] == [
+            before.event_id
+        ]
+
+        await set_topic_limit(kafka_bootstrap, topic, 1_000_000)
+        health = await until_health(relay, lambda h: h.lag == 0)
+        assert (health.state, health.next_event, health.published_position) == ("ok", None, 7)
+        assert b'zhucun_relay_stalled{relay="relay"} 0.0' in generate_latest(registry)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await broker.stop()
+
+    stored = await store.read_all(limit=100)
+    on_topic = await read_topic(kafka_bootstrap, topic)
+    assert assert_complete_and_ordered(stored, on_topic) == 0  # each once, each key in order
+    partition_of_c1 = {p for p, e in on_topic if e.key == "c1"}
+    assert len(partition_of_c1) == 1
+    assert [e.global_position for p, e in on_topic if p in partition_of_c1] == sorted(
+        e.global_position for p, e in on_topic if p in partition_of_c1
+    )

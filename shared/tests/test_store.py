@@ -19,18 +19,22 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from zhucun.shared.envelope import EventMetadata, NewEvent
+from zhucun.shared.envelope import EventMetadata, NewEvent, to_kafka
 from zhucun.shared.events import DomainEvent, EventRegistry
 from zhucun.shared.memory_store import InMemoryEventStore
 from zhucun.shared.store import (
     ANY_VERSION,
+    MAX_EVENT_BYTES,
     NO_STREAM,
     EventIdConflict,
     EventStore,
+    EventTooLarge,
     PostgresEventStore,
     StreamWrite,
     WrongExpectedVersion,
     create_pool,
+    kafka_record_bytes,
+    record_bytes,
 )
 
 registry = EventRegistry()
@@ -250,6 +254,63 @@ async def test_same_event_id_with_other_content_is_refused(store: EventStore) ->
     with pytest.raises(EventIdConflict, match="twice"):
         await store.append("cadre-1", [original, original], expected_version=ANY_VERSION)
     assert await store.head_position() == 1
+
+
+def sized(cadre_id: str, record_size: int) -> NewEvent:
+    """An event whose Kafka record is ``record_size`` bytes, as the store measures it."""
+    event = new(cadre_id, 1, note="")
+    padding = record_size - kafka_record_bytes("cadre-big", event, event.event.to_data())
+    padded = new(cadre_id, 1, note="x" * padding)
+    assert kafka_record_bytes("cadre-big", padded, padded.event.to_data()) == record_size
+    return padded
+
+
+async def test_an_event_above_the_size_limit_refuses_the_whole_append(store: EventStore) -> None:
+    await store.append("cadre-1", [new("c1", 1)], expected_version=NO_STREAM)
+    too_large = sized("c1", MAX_EVENT_BYTES + 1)
+    with pytest.raises(EventTooLarge) as refused:
+        await store.append_streams(
+            [
+                StreamWrite("cadre-1", [new("c1", 2)], 1),
+                StreamWrite("cadre-big", [new("c1", 3), too_large], NO_STREAM),
+            ]
+        )
+    assert (refused.value.event_type, refused.value.size, refused.value.limit) == (
+        "test.PresenceConfirmed",
+        MAX_EVENT_BYTES + 1,
+        MAX_EVENT_BYTES,
+    )
+    assert f"{MAX_EVENT_BYTES + 1} bytes" in str(refused.value)
+    # Atomic: nothing of the append is stored, not even the small events before it.
+    assert await store.head_position() == 1
+    assert await store.stream_version("cadre-1") == 1
+    assert await store.stream_version("cadre-big") == 0
+    # At the limit exactly, it is stored.
+    at_limit = await store.append("cadre-big", [sized("c1", MAX_EVENT_BYTES)], expected_version=0)
+    assert at_limit.last_position == 2
+    assert (await store.verify()).ok
+
+
+async def test_the_measured_size_is_never_below_the_record_the_relay_publishes(
+    store: EventStore,
+) -> None:
+    """``kafka_record_bytes`` (the cheap measure) bounds ``to_kafka``'s record from above,
+    by a few bytes: ``ce_source`` is the relay's (the limit's margin covers it)."""
+    plain = NewEvent(
+        event=PresenceConfirmed(cadre_id="c1", day=1),
+        metadata=EventMetadata(occurred_at=datetime.now(UTC)),
+    )
+    full = NewEvent(
+        event=PresenceConfirmed(cadre_id="村-1" * 30, day=7, note='驻村 "记录"\n' * 50),
+        metadata=EventMetadata(
+            occurred_at=datetime.now(UTC), causation_id=uuid4(), actor="县管理员:org_admin"
+        ),
+    )
+    for stream_id, event in (("cadre-1", plain), ("cadre-村" * 20, full)):
+        (stored,) = (await store.append(stream_id, [event], expected_version=NO_STREAM)).events
+        exact = record_bytes(to_kafka(stored, source=""))
+        measured = kafka_record_bytes(stream_id, event, event.event.to_data())
+        assert exact <= measured <= exact + 100, (exact, measured)
 
 
 async def test_hash_chain_detects_an_altered_event(backend: Backend) -> None:

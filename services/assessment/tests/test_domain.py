@@ -45,6 +45,7 @@ from zhucun.assessment.domain import (
     TermNotOver,
     UnknownObligation,
     WrongRound,
+    YearNotOver,
     annual_stream,
     apply_cap,
     assess_quarter,
@@ -236,8 +237,9 @@ def propose_cmd(
     absences: int = 0,
     *,
     post: Post | None = None,
-    round_id: str = ROUND,
+    round_id: str | None = ROUND,
     facts_year: int = YEAR,
+    today: date = date(2026, 1, 5),
 ) -> ProposeAnnualGrade:
     return ProposeAnnualGrade(
         round_id=round_id,
@@ -246,6 +248,7 @@ def propose_cmd(
         post=post or post_of(cadre_id),
         grade=grade,
         attendance=AttendanceFacts(cadre_id=cadre_id, year=facts_year, unexcused_absences=absences),
+        today=today,
     )
 
 
@@ -769,6 +772,51 @@ def test_a_round_is_opened_once() -> None:
     assert refused.value.round_id == ROUND
 
 
+@pytest.mark.parametrize(
+    ("year", "today", "from_day"),
+    [
+        (2027, date(2026, 12, 3), "2027-12-01"),  # issue 15: a year not begun
+        (2025, date(2025, 11, 30), "2025-12-01"),  # the year's last month not come
+    ],
+)
+def test_a_round_opens_from_its_years_last_month(year: int, today: date, from_day: str) -> None:
+    command = OpenAnnualRound(round_id="r", county=COUNTY, year=year, today=today)
+    with pytest.raises(YearNotOver) as refused:
+        open_annual_round(command, fold_annual(AnnualState.empty(COUNTY, year), []))
+    assert (refused.value.code, refused.value.kind) == ("year_not_over", "conflict")
+    assert (refused.value.year, refused.value.action, refused.value.from_day) == (
+        year,
+        "open",
+        from_day,
+    )
+    assert open_annual_round(
+        command.model_copy(update={"today": date(year, 12, 1)}),
+        fold_annual(AnnualState.empty(COUNTY, year), []),
+    )
+
+
+def test_grades_are_proposed_and_finalised_from_the_years_last_day() -> None:
+    state = given_annual(opened())
+    with pytest.raises(YearNotOver) as early:
+        propose_annual_grade(propose_cmd(CADRE, C, today=date(2025, 12, 30)), state, PACK)
+    assert (early.value.action, early.value.from_day, early.value.today) == (
+        "propose",
+        "2025-12-31",
+        "2025-12-30",
+    )
+    assert "from the year's last day (2025-12-31)" in early.value.message
+    state = fold_annual(
+        state, propose_annual_grade(propose_cmd(CADRE, C, today=date(2025, 12, 31)), state, PACK)
+    )
+    with pytest.raises(YearNotOver) as not_final:
+        finalise_annual_round(finalise_cmd(date(2025, 12, 30)), state, PACK)
+    assert not_final.value.action == "finalise"
+    # A repeat of what is recorded stays a no-op, whatever the day.
+    assert propose_annual_grade(propose_cmd(CADRE, C, today=date(2025, 12, 30)), state, PACK) == []
+    [final, _] = finalise_annual_round(finalise_cmd(date(2025, 12, 31)), state, PACK)
+    assert isinstance(final, AnnualRoundFinalised)
+
+
 def test_proposals_need_the_open_round_they_name() -> None:
     with pytest.raises(RoundNotOpen):
         propose_annual_grade(propose_cmd(CADRE, C), given_annual(), PACK)
@@ -783,6 +831,9 @@ def test_proposals_need_the_open_round_they_name() -> None:
         )
     with pytest.raises(RoundNotOpen):
         finalise_annual_round(finalise_cmd(), given_annual(), PACK)
+    # The use cases pass the stream's round id: none while no round is open.
+    with pytest.raises(RoundNotOpen):
+        propose_annual_grade(propose_cmd(CADRE, C, round_id=None), given_annual(), PACK)
 
 
 def test_a_proposal_is_capped_by_the_years_absences() -> None:
@@ -1104,5 +1155,5 @@ def test_every_refusal_has_a_code_and_a_kind(error: type[AssessmentRuleViolation
 
 def test_refusal_codes_are_distinct() -> None:
     codes = [error.code for error in ERRORS]
-    assert len(codes) == len(set(codes)) == 17
+    assert len(codes) == len(set(codes)) == 18
     assert NotOnPost.kind == "retryable"

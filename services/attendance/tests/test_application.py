@@ -138,6 +138,12 @@ class FakePosts:
             }
         )
 
+    async def county_posts(self, county: str, township: str | None = None) -> list[Post]:
+        return sorted(
+            (p for p in self.posts if p.county == county and township in (None, p.township)),
+            key=lambda p: (p.cadre_id, p.term_start, p.assignment_id),
+        )
+
 
 def post(
     cadre_id: str = "c1",
@@ -712,7 +718,7 @@ def test_the_read_models_carry_every_figure_of_the_domain_values() -> None:
 
 REFUSALS: list[RuleViolation] = [
     NoActiveAssignment("c1", "2025-04-02"),
-    VillageNotReplicated("v1"),
+    VillageNotReplicated("v1", cadre_id="c1", when="2025-04-02"),
     NoPolicyInForce("no policy covers 530102 on 2020-06-01", county=COUNTY),
     NotYourself(),
     UnknownLeave("L"),

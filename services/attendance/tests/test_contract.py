@@ -37,8 +37,13 @@ def test_committed_openapi_document_is_current() -> None:
 
 def test_reads_are_about_one_cadre_never_a_ranking() -> None:
     """The law (2024, 2026) forbids ranking people by check-ins or time online: every read
-    is one cadre's own file, and no read lists cadres."""
+    is one cadre's own file, except the county's leave requests (the approvers' queue, in
+    the order of their first day), and no read lists cadres."""
     paths = create_app().openapi()["paths"]
     reads = [path for path, ops in paths.items() if "get" in ops]
     assert reads
-    assert all(path.startswith("/cadres/{cadre_id}/") for path in reads), reads
+    county_lists = [path for path in reads if not path.startswith("/cadres/{cadre_id}/")]
+    assert county_lists == ["/counties/{county}/leave"], reads
+    listed = paths["/counties/{county}/leave"]["get"]["responses"]["200"]["content"]
+    item = listed["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert item == "Page_CountyLeaveView_"

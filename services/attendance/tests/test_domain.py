@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from zhucun.attendance.domain import (
     CLOCK_SKEW_TOLERANCE,
@@ -52,6 +53,7 @@ from zhucun.attendance.domain import (
     close_month,
     confirm_presence,
     distance_m,
+    each_day,
     evaluate_location,
     evolve_leave,
     evolve_month,
@@ -118,7 +120,7 @@ def pack_with(**attendance: object) -> PolicyPack:
     """The reference pack with other attendance rules."""
     return PolicyPack.model_validate(
         {
-            "version": "test-" + "-".join(f"{k}={v}" for k, v in attendance.items()),
+            "version": "test-" + "-".join(f"{k}.{v}" for k, v in attendance.items()),
             "effective_from": date(2024, 1, 1),
             "attendance": {**PACK.rules(AttendancePolicy).model_dump(), **attendance},
         }
@@ -354,6 +356,22 @@ def test_months_bounds_and_the_months_a_span_touches() -> None:
     assert months_touched(date(2025, 3, 5), date(2025, 3, 4)) == []
     with pytest.raises(ValueError, match="YYYY-MM"):
         month_bounds("2025-13")
+
+
+def test_date_arithmetic_holds_at_the_edges_of_the_window_and_of_the_calendar() -> None:
+    """The window's first and last months, the last day the calendar has (``each_day`` never
+    steps past it), a year 0000 (the calendar has none), and the Shanghai day of the last
+    moment of the window (a day of 2100, whose month is still read)."""
+    assert month_bounds("2000-01") == (date(2000, 1, 1), date(2000, 1, 31))
+    assert month_bounds("2099-12") == (date(2099, 12, 1), date(2099, 12, 31))
+    assert months_touched(date(2099, 11, 30), date(2099, 12, 31)) == ["2099-11", "2099-12"]
+    assert list(each_day(date(9999, 12, 30), date.max)) == [date(9999, 12, 30), date.max]
+    assert list(each_day(date.min, date.min)) == [date.min]
+    for malformed in ("0000-01", "0000-12"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            month_bounds(malformed)
+    last = datetime(2099, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert month_bounds(month_key(local_day(last))) == (date(2100, 1, 1), date(2100, 1, 31))
 
 
 def test_stream_names() -> None:
@@ -629,7 +647,7 @@ def test_an_empty_batch_decides_nothing() -> None:
 
 
 def test_a_confirmation_across_months_gives_one_event_per_month() -> None:
-    days = (date(2025, 3, 2), date(2025, 2, 27), date(2025, 3, 1), date(2025, 3, 2))
+    days = (date(2025, 3, 2), date(2025, 2, 27), date(2025, 3, 1))
     months = months_of(date(2025, 2, 27), date(2025, 3, 2))
     decided = confirm_presence(confirm_cmd("conf", *days), months)
     assert sorted(decided) == ["2025-02", "2025-03"]
@@ -646,10 +664,17 @@ def test_a_repeated_confirmation_decides_nothing_and_another_with_its_id_is_refu
     months = months_of(days[0], days[1])
     decided = confirm_presence(confirm_cmd("conf", *days), months)
     after = {key: fold_month(months[key], decided[key]) for key in months}
-    assert confirm_presence(confirm_cmd("conf", *reversed(days), days[0]), after) == {}
+    assert confirm_presence(confirm_cmd("conf", *reversed(days)), after) == {}
     with pytest.raises(DuplicateId) as refused:
         confirm_presence(confirm_cmd("conf", days[0]), after)
     assert refused.value.kind == "conflict"
+
+
+def test_a_confirmation_names_each_day_once() -> None:
+    with pytest.raises(ValidationError) as refused:
+        confirm_cmd("conf", date(2025, 3, 2), date(2025, 3, 1), date(2025, 3, 2))
+    [error] = refused.value.errors()
+    assert (error["loc"], error["type"]) == (("days",), "value_error")
 
 
 def test_a_confirmation_is_refused_for_future_days_off_post_and_closed_months() -> None:
@@ -1121,7 +1146,12 @@ def test_late_evidence_is_refused_once_the_month_is_closed() -> None:
 
 def test_a_diary_entry_on_post_and_its_repeat() -> None:
     command = WriteDiaryEntry(
-        entry_id="d1", cadre_id=CADRE, day=date(2025, 3, 3), text="走访了五户。", post=POST
+        entry_id="d1",
+        cadre_id=CADRE,
+        day=date(2025, 3, 3),
+        text="走访了五户。",
+        post=POST,
+        today=date(2025, 3, 3),
     )
     [event] = write_diary_entry(command, given_work())
     assert isinstance(event, DiaryEntryWritten)
@@ -1138,7 +1168,12 @@ def test_a_diary_entry_on_post_and_its_repeat() -> None:
 
 def test_a_household_visit_on_post_and_its_repeat() -> None:
     command = RecordHouseholdVisit(
-        visit_id="v1", cadre_id=CADRE, household_id="H-007", visited_on=date(2025, 1, 5), post=POST
+        visit_id="v1",
+        cadre_id=CADRE,
+        household_id="H-007",
+        visited_on=date(2025, 1, 5),
+        post=POST,
+        today=date(2025, 1, 5),
     )
     [event] = record_household_visit(command, given_work())
     assert isinstance(event, HouseholdVisited)
@@ -1150,6 +1185,25 @@ def test_a_household_visit_on_post_and_its_repeat() -> None:
         record_household_visit(
             command.model_copy(update={"visit_id": "v0", "visited_on": date(2024, 12, 1)}), work
         )
+
+
+def test_a_diary_entry_or_a_visit_is_for_a_day_that_has_come() -> None:
+    today = date(2025, 3, 3)
+    diary = WriteDiaryEntry(
+        entry_id="d1", cadre_id=CADRE, day=today, text="开会", post=POST, today=today
+    )
+    visit = RecordHouseholdVisit(
+        visit_id="v1", cadre_id=CADRE, household_id="H1", visited_on=today, post=POST, today=today
+    )
+    assert len(write_diary_entry(diary, given_work())) == 1
+    assert len(record_household_visit(visit, given_work())) == 1
+    tomorrow = today + timedelta(days=1)
+    with pytest.raises(EvidenceFromTheFuture) as refused:
+        write_diary_entry(diary.model_copy(update={"day": tomorrow}), given_work())
+    assert refused.value.code == "evidence_from_the_future"
+    assert refused.value.details() == {"when": "2025-03-04", "now": "2025-03-03"}
+    with pytest.raises(EvidenceFromTheFuture):
+        record_household_visit(visit.model_copy(update={"visited_on": tomorrow}), given_work())
 
 
 def visited(
@@ -1196,6 +1250,12 @@ def test_visit_coverage_judges_the_deadline_once_all_are_visited(
     assert (coverage.visited, coverage.share) == (5, 1.0)
     assert coverage.all_visited_on == last_visit
     assert coverage.within_deadline is within
+
+
+def test_the_visit_deadline_of_a_term_starting_on_the_windows_last_day() -> None:
+    last = POST.model_copy(update={"term_start": date(2099, 12, 31)})
+    coverage = visit_coverage(given_work(), last, PACK)
+    assert coverage.deadline == date(2100, 1, 29)  # the 30 first days on post
 
 
 def test_visit_coverage_of_a_village_without_a_household_count() -> None:

@@ -67,9 +67,11 @@ def wait_until_replicated(attendance: TestClient, cadre_id: str, county: Staffed
 
     def answer() -> httpx.Response:
         response: httpx.Response = attendance.get(f"/cadres/{cadre_id}/leave", headers=headers)
-        if response.status_code != 200:  # not yet: only ever a retryable refusal
-            assert response.status_code == 409, response.text
-            assert response.json()["retryable"], response.text
+        if response.status_code != 200:
+            # Not yet: a retryable refusal while the replica is behind, or a 404 while
+            # dispatch's relay has not published the assignment at all.
+            assert response.status_code in (404, 409), response.text
+            assert response.json()["code"] == "no_active_assignment", response.text
         return response
 
     wait_for(answer, lambda r: r.status_code == 200, what=f"{cadre_id} reaching the replica")
@@ -136,20 +138,35 @@ def test_dispatch_events_reach_the_replica_and_a_check_in_is_accepted(
     assert str(published[0].event.event_id) == body["event_ids"][0]
 
 
-def test_a_cadre_without_an_assignment_is_refused_retryably(
+def test_a_cadre_without_an_assignment_is_unknown_once_the_replica_has_caught_up(
     services: tuple[TestClient, TestClient], county: StaffedCounty
 ) -> None:
+    """A retryable refusal while the replica may lag; once it has caught up with dispatch's
+    topic, a final 404 (a client honouring ``Retry-After`` would retry a typo for ever)."""
     _, attendance = services
-    response = check_in(attendance, county.unassigned[0], county, "2025-04-02T01:00:00Z")
-    assert response.status_code == 409
+
+    def final(response: httpx.Response) -> bool:
+        if response.status_code == 409:  # the replica still behind: retryable
+            assert response.json()["retryable"] is True, response.text
+            assert response.headers["retry-after"] == "5"
+            return False
+        return True
+
+    response = wait_for(
+        lambda: check_in(attendance, county.unassigned[0], county, "2025-04-02T01:00:00Z"),
+        final,
+        what="the replica catching up",
+    )
+    assert response.status_code == 404, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.headers["retry-after"] == "5"
+    assert "retry-after" not in response.headers
     problem = response.json()
     assert problem["type"].endswith("/attendance/no-active-assignment")
-    assert problem["retryable"] is True
+    assert (problem["code"], problem["retryable"]) == ("no_active_assignment", False)
+    assert (problem["cadre_id"], problem["when"]) == (county.unassigned[0], "2025-04-02")
     # Before the term started the cadre was not on post either.
     early = check_in(attendance, county.cadres[0], county, "2025-03-20T01:00:00Z")
-    assert early.status_code == 409
+    assert early.status_code == 404
     assert early.json()["code"] == "no_active_assignment"
 
 
@@ -370,3 +387,36 @@ def test_roles_and_jurisdiction_are_enforced(
         f"/cadres/{cadre_id}/leave/nope/approve", headers=township_headers(county)
     )
     assert unknown.status_code == 404
+
+
+def test_the_county_lists_its_pending_leave_from_the_replica(
+    services: tuple[TestClient, TestClient], county: StaffedCounty
+) -> None:
+    """The county's list reads the posts of its villages from the replica in PostgreSQL
+    (every post, filtered by the township of its village), then each cadre's leave."""
+    _, attendance = services
+    for n, cadre_id in enumerate(county.cadres[:2]):
+        body = {
+            "leave_id": "l1",
+            "kind": "personal",
+            "first_day": f"2025-06-0{n + 1}",
+            "last_day": f"2025-06-0{n + 1}",
+        }
+        response = attendance.post(
+            f"/cadres/{cadre_id}/leave", json=body, headers=cadre_headers(cadre_id, county)
+        )
+        assert response.status_code == 201, response.text
+    path = f"/counties/{county.code}/leave"
+    listed = attendance.get(path, headers=township_headers(county))
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert [(i["cadre_id"], i["leave_id"], i["township"]) for i in page["items"]] == [
+        (county.cadres[0], "l1", "t1"),
+        (county.cadres[1], "l1", "t1"),
+    ]
+    first = attendance.get(f"{path}?limit=1", headers=county.admin).json()
+    assert [i["cadre_id"] for i in first["items"]] == [county.cadres[0]]
+    rest = attendance.get(f"{path}?limit=1&after={first['next']}", headers=county.admin).json()
+    assert ([i["cadre_id"] for i in rest["items"]], rest["next"]) == ([county.cadres[1]], None)
+    other = attendance.get(path, headers=township_headers(county, "t2"))
+    assert (other.status_code, other.json()["items"]) == (200, [])

@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from zhucun.attendance.app import AttendanceSettings, create_app
 from zhucun.attendance.domain.policy import AttendancePolicy
@@ -76,3 +77,47 @@ def test_the_service_refuses_to_start_on_a_broken_attendance_section(tmp_path: P
     assert str(path) in str(refused.value)
     assert "[attendance]" in str(refused.value)
     assert "minimum_period" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error"),
+    [
+        # With minimum_period = "month": February has 28 days (the section's own check).
+        ("minimum_days", 29, ((), "value_error")),
+        ("max_travel_speed_kmh", 1_001.0, (("max_travel_speed_kmh",), "less_than_equal")),
+        ("household_visit_days", 367, (("household_visit_days",), "less_than_equal")),
+        (
+            "township_leave_approval_max_days",
+            367,
+            (("township_leave_approval_max_days",), "less_than_equal"),
+        ),
+        ("annual_leave_limit_days", 367, (("annual_leave_limit_days",), "less_than_equal")),
+    ],
+)
+def test_a_rule_beyond_its_domain_bound_is_refused(
+    field: str, value: object, error: tuple[tuple[str, ...], str]
+) -> None:
+    table = load_pack(REFERENCE).attendance or {}
+    with pytest.raises(ValidationError) as refused:
+        AttendancePolicy.model_validate(table | {field: value})
+    [found] = refused.value.errors()
+    assert (found["loc"], found["type"]) == error
+
+
+@pytest.mark.parametrize(("period", "shortest"), [("month", 28), ("quarter", 90), ("year", 365)])
+def test_a_month_never_requires_more_days_than_it_has(period: str, shortest: int) -> None:
+    """The most a pack may require (the shortest period's days) is at most the eligible days
+    of any month, so a month close always fits its event's bounds (at most 31)."""
+    table = load_pack(REFERENCE).attendance or {}
+    rules = AttendancePolicy.model_validate(
+        table | {"minimum_period": period, "minimum_days": shortest}
+    )
+    with pytest.raises(ValidationError):
+        AttendancePolicy.model_validate(
+            table | {"minimum_period": period, "minimum_days": shortest + 1}
+        )
+    for year in (2024, 2025, 2099):
+        for month in range(1, 13):
+            period_days = rules.period_days(year, month)
+            for eligible in range(32):
+                assert rules.required_days(eligible, period_days) <= eligible

@@ -30,3 +30,21 @@ def test_openapi_has_a_route_per_command() -> None:
     paths = create_app().openapi()["paths"]
     writes = [op for path in paths.values() for method, op in path.items() if method != "get"]
     assert len(writes) == 15
+
+
+def test_every_operation_says_what_it_does_and_every_read_is_typed() -> None:
+    paths = create_app().openapi()["paths"]
+    operations = [(path, method, op) for path, ops in paths.items() for method, op in ops.items()]
+    for path, method, operation in operations:
+        assert operation.get("summary"), (method, path)
+        assert len(operation.get("description", "")) > 40, (method, path)
+        if method == "get":
+            schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            assert "$ref" in schema or schema.get("items", {}).get("$ref"), (path, schema)
+    lists = {"/villages", "/cadres", "/rounds", "/teams", "/assignments"}
+    for name in lists:
+        get = paths[f"/counties/{{county}}{name}"]["get"]
+        assert get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].startswith(
+            "#/components/schemas/Page_"
+        )
+        assert {p["name"] for p in get["parameters"]} >= {"county", "limit", "after"}

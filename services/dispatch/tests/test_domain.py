@@ -39,6 +39,7 @@ from zhucun.dispatch.domain import (
     AppointTownshipLeader,
     AssignCadre,
     AssignmentNotActive,
+    BeyondCalendar,
     CadreAlreadyAssigned,
     CadreNotInTownship,
     CloseRound,
@@ -80,7 +81,9 @@ from zhucun.dispatch.domain import (
     round_report,
     stream_id,
 )
+from zhucun.dispatch.domain.commands import ASSIGNMENT_ID_MAX_LENGTH
 from zhucun.dispatch.domain.policy import DispatchPolicy
+from zhucun.shared.bounds import ID_MAX_LENGTH
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyBook, PolicyPack
 
@@ -257,10 +260,16 @@ def test_register_village_in_the_county_stream() -> None:
         when(given(), command.model_copy(update={"county": "530103"}))
 
 
-def test_declared_needs_reach_the_village_state_without_repeats() -> None:
+def test_declared_needs_reach_the_village_state_and_a_repeat_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must not hold an item twice"):
+        DeclareVillageNeeds(
+            village_id="v1",
+            needs=(Expertise.INDUSTRY, Expertise.PLANNING, Expertise.INDUSTRY),
+            declared_on=date(2025, 2, 1),
+        )
     command = DeclareVillageNeeds(
         village_id="v1",
-        needs=(Expertise.INDUSTRY, Expertise.PLANNING, Expertise.INDUSTRY),
+        needs=(Expertise.INDUSTRY, Expertise.PLANNING),
         declared_on=date(2025, 2, 1),
     )
     [event] = when(given(village()), command)
@@ -459,7 +468,7 @@ def test_term_dates() -> None:
     with pytest.raises(DatesOutOfOrder):  # before the team was formed
         when(state, assign("c1", term_start=date(2025, 3, 1)))
     [event] = when(state, assign("c1", term_end=date(2026, 4, 1)))
-    assert warning_codes(event) == {"term_shorter_than_normal"}
+    assert "term_shorter_than_normal" in warning_codes(event)
 
 
 def test_term_end_ends_the_assignment() -> None:
@@ -769,7 +778,24 @@ def test_closing_a_round_counts_cadres_on_post_per_level() -> None:
     assert report.level(UnitLevel.PROVINCE).sent == 1
     assert report.level(UnitLevel.COUNTY).sent == 2
     assert {v.level for v in report.violations} == {UnitLevel.PROVINCE, UnitLevel.COUNTY}
+    # Each breach is a warning of the close, in the report's order of levels.
+    assert [(w.code, w.message) for w in closed.warnings] == [
+        (
+            "unit_level_decreased",
+            "省市只增不减: province units sent 1 to round 'r1', against 2 to round 'r0'",
+        ),
+        (
+            "county_level_increased",
+            "县级只减不增: county units sent 2 to round 'r1', against 1 to round 'r0'",
+        ),
+    ]
     assert fold(state, [closed]).previous_closed_round() is not None
+
+
+def test_a_round_without_breaches_closes_without_warnings() -> None:
+    [closed] = when(given(*staffed_team()), CloseRound(round_id="r1", closed_on=date(2025, 5, 1)))
+    assert isinstance(closed, RoundClosed)
+    assert (closed.report.violations, closed.warnings) == ((), ())
 
 
 # --- purity and the contract ---------------------------------------------------------------
@@ -798,3 +824,40 @@ def test_every_refusal_has_its_own_stable_code() -> None:
     assert len(refusals) >= 25
     assert len(set(codes)) == len(codes)
     assert all(re.fullmatch(r"[a-z_]+", code) for code in codes)
+
+
+# --- the calendar and derived ids -----------------------------------------------------------
+
+
+def test_a_derived_date_after_the_calendar_is_refused_as_invalid() -> None:
+    # A term starting in mid-2099 would end (by default, after 24 months) in 2101: refused,
+    # not an event the contract cannot hold (which would be a 500).
+    late = assign("c4", term_start=date(2099, 6, 1))
+    with pytest.raises(BeyondCalendar) as refused:
+        when(given(village(), cadre("c4"), round_opened(), team()), late)
+    assert (refused.value.kind, refused.value.code) == ("invalid", "beyond_calendar")
+    # An explicit end inside the calendar is fine (a short term: a warning).
+    [event] = when(
+        given(village(), cadre("c4"), round_opened(), team()),
+        assign("c4", term_start=date(2099, 6, 1), term_end=date(2099, 12, 31)),
+    )
+    assert "term_shorter_than_normal" in warning_codes(event)
+    leader = AppointTownshipLeader(
+        appointment_id="l1", township="t1", cadre_id="c1", term_start=date(2099, 6, 1)
+    )
+    with pytest.raises(BeyondCalendar):
+        when(given(*staffed_team()), leader)
+
+
+def test_a_new_assignment_id_leaves_room_for_the_ids_derived_from_it() -> None:
+    assert ID_MAX_LENGTH - len(":replacement") == ASSIGNMENT_ID_MAX_LENGTH
+    with pytest.raises(ValidationError, match="at most 116 characters"):
+        assign("c4", assignment_id="a" * (ASSIGNMENT_ID_MAX_LENGTH + 1))
+    longest = "a" * ASSIGNMENT_ID_MAX_LENGTH
+    state = given(village(), cadre("c4"), round_opened(), team())
+    state = fold(state, when(state, assign("c4", role=Role.FIRST_SECRETARY, assignment_id=longest)))
+    recall = RecallCadre(assignment_id=longest, reason="不在岗", recalled_on=date(2025, 9, 1))
+    recalled = when(state, recall)
+    opened = recalled[2]
+    assert isinstance(opened, ReplacementObligationOpened)
+    assert len(opened.obligation_id) == ID_MAX_LENGTH

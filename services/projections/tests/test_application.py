@@ -55,6 +55,7 @@ from zhucun.shared.auth import Jurisdiction, Principal, Role
 from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.memory_store import InMemoryEventStore
+from zhucun.shared.pages import Page, paginate
 from zhucun.shared.problems import PROBLEM_TYPE_BASE, rule_problem
 from zhucun.shared.rules import OutsideJurisdiction
 from zhucun.shared.store import NO_STREAM, AppendResult, StreamWrite
@@ -106,6 +107,7 @@ def recall_decision(decision_id: str, cadre_id: str, county: str | None) -> Reca
 
 def pool_entry(cadre_id: str, county: str, pool: PoolName = "reserve") -> PoolEntry:
     return PoolEntry(
+        entry_id=f"{pool}-{cadre_id}",
         cadre_id=cadre_id,
         pool=pool,
         key="2025",
@@ -134,11 +136,12 @@ class FakeDecisions:
         return next((d for d in self.decisions if d.decision_id == decision_id), None)
 
     async def county_decisions(
-        self, county: str, status: DecisionFilter, limit: int
-    ) -> list[RecallDecision]:
-        self.asked.append(("county_decisions", county, status, limit))
+        self, county: str, status: DecisionFilter, limit: int, after: str | None
+    ) -> Page[RecallDecision]:
+        self.asked.append(("county_decisions", county, status, limit, after))
         found = [d for d in self.decisions if d.county == county]
-        return [d for d in found if status in ("all", d.status)][:limit]
+        chosen = [d for d in found if status in ("all", d.status)]
+        return paginate(chosen, lambda d: d.decision_id, after, limit)
 
     async def cadre(self, cadre_id: str) -> CadreDecisions:
         return CadreDecisions(
@@ -149,11 +152,12 @@ class FakeDecisions:
         )
 
     async def pool_entries(
-        self, county: str, pool: PoolName, status: EntryFilter, limit: int
-    ) -> list[PoolEntry]:
-        self.asked.append(("pool_entries", county, pool, status, limit))
+        self, county: str, pool: PoolName, status: EntryFilter, limit: int, after: str | None
+    ) -> Page[PoolEntry]:
+        self.asked.append(("pool_entries", county, pool, status, limit, after))
         found = [e for e in self.entries if (e.county, e.pool) == (county, pool)]
-        return [e for e in found if status in ("all", e.status)][:limit]
+        chosen = [e for e in found if status in ("all", e.status)]
+        return paginate(chosen, lambda e: e.entry_id, after, limit)
 
 
 def file_entry(cadre_id: str, n: int, county: str = COUNTY) -> FileEntry:
@@ -443,8 +447,8 @@ async def test_county_lists_are_read_within_the_principals_county(
     pool = await queries.pool(AUDITOR, OTHER, "promote", "all", 7)
     assert [e.cadre_id for e in pool.items] == ["c-2"]
     assert read_model.asked == [
-        ("county_decisions", COUNTY, "recommended", 50),
-        ("pool_entries", OTHER, "promote", "all", 7),
+        ("county_decisions", COUNTY, "recommended", 50, None),
+        ("pool_entries", OTHER, "promote", "all", 7, None),
     ]
     for read in (
         queries.county_decisions(ADMIN, OTHER, "all", 5),

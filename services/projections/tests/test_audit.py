@@ -18,7 +18,7 @@ import json
 import types
 import typing
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from zhucun.assessment.app import create_app as create_assessment
 from zhucun.attendance.app import create_app as create_attendance
@@ -85,7 +85,32 @@ _VALUES: dict[str, Any] = {
 _FREE_TEXT = {"name", "findings", "note", "text", "reason", "purpose", "authority", "kind"}
 
 
-def _sample_value(name: str, annotation: Any) -> Any:
+def _accepted(annotation: Any, metadata: Sequence[Any], value: Any) -> bool:
+    """Whether ``value`` is within the field's type and bounds."""
+    bounded: Any = typing.Annotated[annotation, *metadata] if metadata else annotation
+    try:
+        TypeAdapter[Any](bounded).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _candidates(name: str, annotation: Any) -> list[Any]:
+    """Values to try for a field, the most telling first (a string field's own sentinel)."""
+    if isinstance(annotation, type) and issubclass(annotation, bool):
+        return [False]
+    if isinstance(annotation, type) and issubclass(annotation, int):
+        return [3, 1]
+    if isinstance(annotation, type) and issubclass(annotation, float):
+        return [50.0]
+    if isinstance(annotation, type) and issubclass(annotation, str):
+        return [f"{name}-SENTINEL", f"{name}_sentinel".lower(), "530102", "2025"]
+    return [datetime(2025, 4, 2, 1, tzinfo=UTC), date(2025, 4, 2)]
+
+
+def _sample_value(name: str, annotation: Any, metadata: Sequence[Any] = ()) -> Any:
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _sample_value(name, annotation.__origin__, (*annotation.__metadata__, *metadata))
     if name in _VALUES:
         return _VALUES[name]
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -93,23 +118,13 @@ def _sample_value(name: str, annotation: Any) -> Any:
         return None  # optional fields are left out
     if origin is tuple:
         return (_sample_value(name, args[0]),)
-    if isinstance(annotation, type):
-        if issubclass(annotation, Enum):
-            return next(iter(annotation))
-        if issubclass(annotation, BaseModel):
-            return sample(annotation)
-        if issubclass(annotation, bool):
-            return False
-        if issubclass(annotation, int):
-            return 3
-        if issubclass(annotation, float):
-            return 50.0
-        if issubclass(annotation, str):
-            return f"{name}-SENTINEL"
-        if issubclass(annotation, datetime):
-            return datetime(2025, 4, 2, 1, tzinfo=UTC)
-        if issubclass(annotation, date):
-            return date(2025, 4, 2)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return next(iter(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return sample(annotation)
+    for value in _candidates(name, annotation):
+        if _accepted(annotation, metadata, value):
+            return value
     raise AssertionError(f"no sample for {name}: {annotation!r}")
 
 
@@ -118,7 +133,7 @@ M = typing.TypeVar("M", bound=BaseModel)
 
 def sample(cls: type[M], **values: Any) -> M:
     fields = {
-        name: _sample_value(name, info.annotation)
+        name: _sample_value(name, info.annotation, info.metadata)
         for name, info in cls.model_fields.items()
         if name not in values
     }
@@ -377,7 +392,7 @@ class History:
         """The cadre's whole file, once it holds ``count`` events."""
 
         def items() -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = self.file(limit=1000)["items"]
+            found: list[dict[str, Any]] = self.file(limit=500)["items"]
             return found
 
         return wait_for(items, lambda found: len(found) >= count, what="the trail catching up")
@@ -493,6 +508,20 @@ def test_the_file_holds_every_published_event_once_in_order(history: History) ->
         headers=history.auditor,
     )
     assert refused.status_code == 422
+    # The window's edges are read (the day after the last is a day of the calendar too);
+    # beyond them a 422 names the filter (issue 15: 0001-01-01 to 9999-12-31 was a 500).
+    widest = {"since": "2000-01-01", "until": "2099-12-31", "as_of": "2099-12-31"}
+    assert history.file(**widest)["items"] == items
+    beyond = history.clients["projections"].get(
+        f"/cadres/{history.cadre}/file",
+        params={"since": "0001-01-01", "until": "9999-12-31"},
+        headers=history.auditor,
+    )
+    assert beyond.status_code == 422
+    assert [e["location"] for e in beyond.json()["errors"]] == [
+        ["query", "since"],
+        ["query", "until"],
+    ]
 
     # As of the spot check: the assessment had not been recorded yet.
     as_of = items[3]["recorded_at"]
@@ -522,7 +551,7 @@ def test_the_file_holds_every_published_event_once_in_order(history: History) ->
     assert bad_cursor.status_code == 422
     assert bad_cursor.json()["type"].endswith("/audit/invalid-cursor")
     too_many = history.clients["projections"].get(
-        f"/cadres/{history.cadre}/file", params={"limit": 1001}, headers=history.auditor
+        f"/cadres/{history.cadre}/file", params={"limit": 501}, headers=history.auditor
     )
     assert too_many.status_code == 422
 

@@ -6,12 +6,15 @@ dismisses another; the refusals of the dismissal command."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable, Iterator
+from datetime import date
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -20,8 +23,17 @@ from zhucun.attendance.app import create_app as create_attendance
 from zhucun.cli.main import app as cli
 from zhucun.dispatch.app import create_app as create_dispatch
 from zhucun.projections.app import create_app as create_projections
+from zhucun.projections.decisions.projection import DecisionsProjection
+from zhucun.projections.decisions.queries import DecisionsReader, PoolEntry
 from zhucun.projections.domain.rules import decision_id
-from zhucun.shared.testing import StaffedCounty, bearer, read_topic, service_settings, wait_for
+from zhucun.shared.testing import (
+    StaffedCounty,
+    bearer,
+    read_topic,
+    service_settings,
+    transaction,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +119,18 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
         lambda body: len(body["items"]) == 3,
     )
     assert {d["cadre_id"] for d in listed["items"]} == set(cadres)
+    # A page at a time, in the order of the decisions' ids; `next` is the next `after`.
+    walked, after, pages = [], None, 0
+    while True:
+        params: dict[str, Any] = {"limit": 1} | ({"after": after} if after else {})
+        page = projections.get(f"/counties/{county}/decisions", params=params, headers=admin)
+        assert page.status_code == 200, page.text
+        walked += [d["decision_id"] for d in page.json()["items"]]
+        after, pages = page.json()["next"], pages + 1
+        if after is None:
+            break
+    assert walked == sorted(d["decision_id"] for d in listed["items"])
+    assert pages == 3
 
     # Dispatch recalls the first cadre citing the decision: the decision becomes executed.
     post(
@@ -259,3 +283,46 @@ def test_recall_decisions_recommended_executed_and_dismissed_then_what_if(
     )
     assert refused.exit_code != 0
     assert "recall_ban_years" in refused.output
+
+
+async def test_a_pool_is_read_a_page_at_a_time_in_the_order_of_its_entries_ids(
+    fresh_pool: asyncpg.Pool,
+) -> None:
+    projection = DecisionsProjection("pages")
+    async with transaction(fresh_pool) as conn:
+        await projection.migrate(conn)
+        await conn.executemany(
+            f"""
+            INSERT INTO {projection.entries} (cadre_id, pool, key, county, qualified_on,
+                evidence, policy_version, status, reason)
+            VALUES ($1, $2, $3, $4, $5, '{{}}', 'reference-2021', 'active', 'excellent')
+            """,
+            [
+                ("c1", "reserve", "2025", "530102", date(2025, 12, 31)),
+                ("c1", "reserve", "2026", "530102", date(2026, 12, 31)),
+                ("c2", "reserve", "2025", "530102", date(2025, 12, 31)),
+                ("c3", "reserve", "term:" + "a" * 128, "530102", date(2026, 2, 28)),
+                ("c4", "reserve", "2025", "530103", date(2025, 12, 31)),  # another county
+                ("c5", "promote", "2025", "530102", date(2025, 12, 31)),  # another pool
+            ],
+        )
+    reader = DecisionsReader(fresh_pool, "pages")
+    walked: list[PoolEntry] = []
+    after: str | None = None
+    while True:
+        page = await reader.pool_entries("530102", "reserve", "all", 3, after)
+        walked += page.items
+        after = page.next
+        if after is None:
+            break
+    # The entry id digests the cadre, pool and key: an id whatever the key's length.
+    expected = {
+        hashlib.md5(f"{c}|reserve|{k}".encode(), usedforsecurity=False).hexdigest(): (c, k)
+        for c, k in [("c1", "2025"), ("c1", "2026"), ("c2", "2025"), ("c3", "term:" + "a" * 128)]
+    }
+    assert [e.entry_id for e in walked] == sorted(expected)
+    assert [(e.cadre_id, e.key) for e in walked] == [expected[i] for i in sorted(expected)]
+    first = await reader.pool_entries("530102", "reserve", "all", 3, None)
+    assert (len(first.items), first.next) == (3, first.items[-1].entry_id)
+    cadre = await reader.cadre("c1")
+    assert {e.entry_id for e in cadre.pool_entries} <= set(expected)

@@ -31,6 +31,7 @@ from zhucun.shared.commands import CommandPath, StateCache
 from zhucun.shared.envelope import EventMetadata, NewEvent
 from zhucun.shared.http import provide_use_cases
 from zhucun.shared.memory_store import InMemoryEventStore
+from zhucun.shared.pages import Page, paginate
 from zhucun.shared.problems import PROBLEM_TYPE_BASE
 from zhucun.shared.settings import ServiceSettings
 from zhucun.shared.store import NO_STREAM
@@ -94,17 +95,18 @@ class OneDecision:
         return self.decision_ if decision_id == DECISION else None
 
     async def county_decisions(
-        self, county: str, status: DecisionFilter, limit: int
-    ) -> list[RecallDecision]:
-        return [self.decision_] if county == COUNTY else []
+        self, county: str, status: DecisionFilter, limit: int, after: str | None
+    ) -> Page[RecallDecision]:
+        found = [self.decision_] if county == COUNTY else []
+        return paginate(found, lambda d: d.decision_id, after, limit)
 
     async def cadre(self, cadre_id: str) -> CadreDecisions:
         return CadreDecisions(cadre_id=cadre_id, county=None, decisions=[], pool_entries=[])
 
     async def pool_entries(
-        self, county: str, pool: PoolName, status: EntryFilter, limit: int
-    ) -> list[PoolEntry]:
-        return []
+        self, county: str, pool: PoolName, status: EntryFilter, limit: int, after: str | None
+    ) -> Page[PoolEntry]:
+        return Page[PoolEntry](items=(), next=None)
 
 
 ADMIN = bearer("org_admin", county=COUNTY)
@@ -204,3 +206,60 @@ def test_a_dismissal_answers_the_shared_command_body(client: TestClient) -> None
         "decisions/unknown-decision",
     )
     assert client.post(path, json={"reason": "x"}, headers=AUDITOR).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "location"),
+    [
+        # Issue 15: the file's filters at the edge of the calendar answered 500.
+        ("/cadres/known/file", {"since": "0001-01-01"}, ["query", "since"]),
+        ("/cadres/known/file", {"until": "9999-12-31"}, ["query", "until"]),
+        ("/cadres/known/file", {"until": "2100-01-01"}, ["query", "until"]),
+        ("/cadres/known/file", {"as_of": "9999-12-31"}, ["query", "as_of"]),
+        ("/cadres/known/file", {"as_of": "9999-12-31T23:59:59Z"}, ["query", "as_of"]),
+        ("/cadres/known/file/export", {"as_of": "0001-01-01"}, ["query", "as_of"]),
+        ("/cadres/known/file", {"limit": 0}, ["query", "limit"]),
+        ("/cadres/known/file", {"limit": 501}, ["query", "limit"]),
+        ("/cadres/known/file", {"cursor": "a=b"}, ["query", "cursor"]),
+        ("/cadres/known/file", {"type": "assessment.Quarterly\x00"}, ["query", "type", 0]),
+        ("/cadres/=x/file", {}, ["path", "cadre_id"]),
+        ("/decisions/=HYPERLINK(1)", {}, ["path", "decision_id"]),
+        (f"/counties/{COUNTY}/decisions", {"after": "-x"}, ["query", "after"]),
+        (f"/counties/{COUNTY}/decisions", {"limit": 501}, ["query", "limit"]),
+        (f"/counties/{COUNTY}/pools/reserve", {"after": "x" * 129}, ["query", "after"]),
+        (f"/counties/{COUNTY}/pools/reserve", {"status": "gone"}, ["query", "status"]),
+    ],
+)
+def test_a_query_value_out_of_its_bounds_is_a_422_naming_it(
+    client: TestClient, path: str, params: dict[str, Any], location: list[str | int]
+) -> None:
+    body = problem(client.get(path, params=params, headers=AUDITOR), 422, "validation-error")
+    # An instant or a day (``as_of``): each alternative names itself after the parameter.
+    locations = [error["location"][: len(location)] for error in body["errors"]]
+    assert set(map(tuple, locations)) == {tuple(location)}
+
+
+def test_the_files_filters_at_the_windows_edges_are_read(client: TestClient) -> None:
+    edges = {"since": "2000-01-01", "until": "2099-12-31", "as_of": "2099-12-31"}
+    assert client.get("/cadres/known/file", params=edges, headers=AUDITOR).json() == {
+        "items": [],
+        "next_cursor": None,
+    }
+    instant = {"as_of": "2099-12-31T23:59:59Z", "type": ["attendance.CheckInRecorded"] * 2}
+    assert client.get("/cadres/known/file", params=instant, headers=AUDITOR).status_code == 200
+    export = client.get(
+        "/cadres/known/file/export", params={"as_of": "2000-01-01"}, headers=AUDITOR
+    )
+    assert export.status_code == 200
+
+
+def test_a_countys_decisions_are_a_page(client: TestClient) -> None:
+    page = client.get(f"/counties/{COUNTY}/decisions", params={"limit": 1}, headers=ADMIN).json()
+    assert ([d["decision_id"] for d in page["items"]], page["next"]) == ([DECISION], None)
+    after = {"after": DECISION}
+    assert client.get(f"/counties/{COUNTY}/decisions", params=after, headers=ADMIN).json() == {
+        "items": [],
+        "next": None,
+    }
+    pool = client.get(f"/counties/{COUNTY}/pools/reserve", headers=ADMIN).json()
+    assert pool == {"items": [], "next": None}

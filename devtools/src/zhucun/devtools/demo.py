@@ -71,6 +71,19 @@ def _get(client: httpx.Client, path: str, token: str) -> Any:
     return response.json()
 
 
+def _all_pages(client: httpx.Client, path: str, token: str) -> list[Any]:
+    """Every item of a paginated list (``?limit=&after=``, following ``next``)."""
+    items: list[Any] = []
+    after: str | None = None
+    while True:
+        cursor = f"&after={after}" if after else ""
+        page = _get(client, f"{path}&limit=500{cursor}", token)
+        items.extend(page["items"])
+        after = page["next"]
+        if after is None:
+            return items
+
+
 def demo(
     seed: Annotated[int, typer.Option(help="Seed of the simulated county.")] = 2026,
     cadres: Annotated[
@@ -109,9 +122,11 @@ def demo(
     token = mint_token(AuthSettings(), subject="demo", role="org_admin", county=county)
     base = urls["projections"]
     with httpx.Client(base_url=base, timeout=30) as client:
-        decisions = _get(client, f"/counties/{county}/decisions?status=all", token)["items"]
+        decisions = _all_pages(client, f"/counties/{county}/decisions?status=all", token)
+        # Pages come in id order; people read decisions by the day they were triggered.
+        decisions.sort(key=lambda d: (d.get("triggered_on") or "", d["decision_id"]))
         pools = {
-            pool: _get(client, f"/counties/{county}/pools/{pool}?status=all", token)["items"]
+            pool: _all_pages(client, f"/counties/{county}/pools/{pool}?status=all", token)
             for pool in POOLS
         }
 

@@ -640,6 +640,7 @@ class Engine:
                     day=action.day,
                     text=action.text,
                     post=self._post(action.cadre_id, action.day).attendance(),
+                    today=action.at.astimezone(a.SHANGHAI).date(),
                 )
                 return self._fold_work(
                     action.cadre_id,
@@ -653,6 +654,7 @@ class Engine:
                     visited_on=action.visited_on,
                     note=action.note,
                     post=self._post(action.cadre_id, action.visited_on).attendance(),
+                    today=action.at.astimezone(a.SHANGHAI).date(),
                 )
                 return self._fold_work(
                     action.cadre_id,
@@ -886,12 +888,13 @@ class Engine:
                     action.year,
                     lambda s: assessment.propose_annual_grade(
                         ac.ProposeAnnualGrade(
-                            round_id=s.round_id or "",
+                            round_id=s.round_id,
                             county=action.county,
                             year=action.year,
                             post=post,
                             grade=action.grade,
                             attendance=facts,
+                            today=today,
                         ),
                         s,
                         pack,
@@ -904,7 +907,7 @@ class Engine:
                     action.year,
                     lambda s: assessment.finalise_annual_round(
                         ac.FinaliseAnnualRound(
-                            round_id=s.round_id or "",
+                            round_id=s.round_id,
                             county=action.county,
                             year=action.year,
                             today=today,

@@ -15,7 +15,7 @@ In a route::
 """
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -301,23 +301,31 @@ async def authenticated(
     return principal
 
 
-def require_roles(*roles: Role | str) -> Callable[..., Awaitable[Principal]]:
-    """FastAPI dependency factory: the principal if its role is one of ``roles``, else 403."""
-    allowed = frozenset(Role(role) for role in roles)  # a typo fails at import, not per call
-    if not allowed:
-        raise ValueError("require_roles needs at least one role")
+class RoleRequirement:
+    """FastAPI dependency: the principal if its role is one of ``roles``, else 403.
 
-    async def principal_with_role(
-        principal: Annotated[Principal, Depends(authenticated)],
-    ) -> Principal:
-        if principal.role not in allowed:
+    A class, not a closure, so the OpenAPI documents can say which roles an operation is
+    open to (``zhucun.shared.openapi`` reads ``roles`` off the route's dependencies).
+    """
+
+    def __init__(self, roles: frozenset[Role]) -> None:
+        self.roles = roles
+
+    async def __call__(self, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if principal.role not in self.roles:
             raise ProblemError(
                 403,
                 "forbidden-role",
                 "Role not allowed",
                 f"This operation is not open to the role {principal.role}.",
-                allowed_roles=sorted(allowed),
+                allowed_roles=sorted(self.roles),
             )
         return principal
 
-    return principal_with_role
+
+def require_roles(*roles: Role | str) -> RoleRequirement:
+    """FastAPI dependency factory: the principal if its role is one of ``roles``, else 403."""
+    allowed = frozenset(Role(role) for role in roles)  # a typo fails at import, not per call
+    if not allowed:
+        raise ValueError("require_roles needs at least one role")
+    return RoleRequirement(allowed)

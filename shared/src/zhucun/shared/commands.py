@@ -33,6 +33,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from zhucun.shared.bounds import Code, Note
 from zhucun.shared.envelope import EventMetadata, NewEvent, RecordedEvent
 from zhucun.shared.events import DomainEvent, EventRegistry
 from zhucun.shared.store import (
@@ -191,8 +192,8 @@ class RuleWarning(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    code: str
-    message: str
+    code: Code
+    message: Note
 
 
 class CommandAccepted(BaseModel):

@@ -44,8 +44,10 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from zhucun.shared.auth import Principal, TokenVerifier
+from zhucun.shared.bounds import ID_MAX_LENGTH, ID_PATTERN
 from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.errors import describe_error
+from zhucun.shared.openapi import install_openapi
 from zhucun.shared.problems import ProblemError, install_problem_handlers, problem_response
 from zhucun.shared.settings import ServiceSettings
 
@@ -58,6 +60,9 @@ HealthReport = Callable[[], Awaitable[Mapping[str, Any]]]
 ATTENTION_STATES = frozenset({"stalled", "unreachable", "stopped", "failing"})
 
 CORRELATION_ID_HEADER = "X-Correlation-ID"
+#: The largest request body a service reads: far above any command's (a batch of 500
+#: offline check-ins is about 150 KiB), far below what would tie up a worker. Above it: 413.
+MAX_REQUEST_BODY_BYTES = 1024 * 1024
 DEFAULT_READINESS_TIMEOUT_SECONDS = 3.0
 
 #: Paths polled by Kubernetes and Prometheus; their request lines are logged at debug only.
@@ -74,7 +79,9 @@ CountyCode = Annotated[
     str, InPath(pattern=r"^\d{2}(\d{2}){0,2}$", description="county division code, e.g. 530102")
 ]
 #: A cadre's id in a route's path.
-CadreId = Annotated[str, InPath(min_length=1, max_length=100)]
+CadreId = Annotated[
+    str, InPath(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="a cadre's id")
+]
 
 
 def create_http_app(
@@ -104,12 +111,14 @@ def create_http_app(
     # add_middleware wraps what is already there: the last one added runs first. The order
     # on the way in is: correlation id -> log context + metrics -> 500 problems -> handlers.
     install_problem_handlers(app, service=problems)
+    app.add_middleware(BodyLimitMiddleware, limit=MAX_REQUEST_BODY_BYTES)
     app.add_middleware(
         RequestObservationMiddleware, metrics=HttpMetrics(app.state.metrics_registry)
     )
     app.add_middleware(CorrelationIdMiddleware, header_name=CORRELATION_ID_HEADER)
 
     app.include_router(_operational_router())
+    install_openapi(app)
     return app
 
 
@@ -299,6 +308,64 @@ def command_metadata(principal: Principal) -> EventMetadata:
         correlation_id=request_correlation_id(),
         actor=f"{principal.subject}:{principal.role.value}",
     )
+
+
+class BodyLimitMiddleware:
+    """Answers 413 (a problem document) to a request whose body is above ``limit`` bytes,
+    before any handler reads it: by its ``Content-Length``, or, for a chunked body, as soon
+    as the bytes received pass the limit (the body is buffered up to the limit, then handed
+    to the app as it came)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await self._refuse(scope, receive, send, declared)
+            return
+        messages: list[Message] = []
+        received = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                await self._refuse(scope, receive, send, None)
+                return
+            if not message.get("more_body", False):
+                break
+        buffered = iter(messages)
+
+        async def replay() -> Message:
+            return next(buffered, None) or await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, size: int | None) -> None:
+        detail = (
+            f"the request body has {size} bytes" if size is not None else "the request body"
+        ) + f"; at most {self.limit} bytes are accepted"
+        problem = ProblemError(
+            413, "body-too-large", "Request body too large", detail, limit_bytes=self.limit
+        ).to_problem(instance=scope.get("path"))
+        await problem_response(problem)(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def provide_use_cases(app: FastAPI, build: Callable[[], object]) -> None:

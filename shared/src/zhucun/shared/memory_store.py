@@ -5,6 +5,9 @@ concurrency, idempotency by event id, guards, hash chains and dense global posit
 as in ``PostgresEventStore`` (``shared/tests/test_store.py`` runs one suite against both).
 Never the proof that anything is durable: it forgets everything when the process ends.
 
+Events above ``MAX_EVENT_BYTES`` are refused with ``EventTooLarge`` as in the PostgreSQL
+store (the same ``check_event_sizes``), so a handler's 413 is tested here too.
+
 Appends are atomic because nothing in them awaits: on one event loop no other coroutine runs
 between the version check and the write.
 """
@@ -26,6 +29,7 @@ from zhucun.shared.store import (
     WrongExpectedVersion,
     chain_events,
     check_append,
+    check_event_sizes,
     replayed,
     verify_chains,
 )
@@ -49,6 +53,7 @@ class InMemoryEventStore:
     async def append_streams(self, writes: Sequence[StreamWrite]) -> AppendResult:
         new_events = check_append(writes)
         payloads = [new.event.to_data() for _, new in new_events]
+        check_event_sizes(new_events, payloads)
         if any(new.event_id in self._by_id for _, new in new_events):
             return AppendResult(replayed(new_events, payloads, self._by_id), duplicate=True)
         head: dict[str, tuple[int, str]] = {}

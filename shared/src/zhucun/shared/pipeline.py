@@ -14,10 +14,12 @@ read models they build cannot drift apart. A batch goes through these steps:
    NOTHING RETURNING`` a batch tells the new from the repeated), or, for a rebuild reading
    a fresh schema from offset zero, a set in memory does (``in_memory_dedupe``) and the ids
    are written without the table's key, which the rebuild builds once at the end.
-3. **Apply** the new deliveries in bulk, in a savepoint; when that raises (anything but an
-   infrastructure failure, :data:`INFRASTRUCTURE_ERRORS`), each delivery is applied alone
-   in its own savepoint to find the poison ones, which are rejected (``apply-failed``) and
-   their ids forgotten, so re-publishing a dead letter once the cause is fixed applies it.
+3. **Apply** the new deliveries in bulk, in a savepoint; when that raises a *permanent*
+   failure (:func:`is_permanent`), each delivery is applied alone in its own savepoint to
+   find the poison ones, which are rejected (``apply-failed``, the error in the reason) and
+   their ids forgotten, so re-publishing a dead letter once the cause is fixed applies it;
+   their good neighbours are applied in the same transaction. A *transient* failure
+   propagates: the caller rolls the batch back and retries it after a back-off.
 4. **Reject**, before COMMIT, in consumption order: to the dead-letter topic when there is a
    :class:`~zhucun.shared.kafka.DeadLetterPublisher` (a crash re-sends, never loses); by
    stopping with :class:`PoisonRecord` when there is none (nothing of the batch commits);
@@ -29,6 +31,17 @@ read models they build cannot drift apart. A batch goes through these steps:
 
 Where a batch's records come from, which offsets they start at, and what happens around the
 transaction (locks, rewinds, retries, progress) are the callers' business.
+
+Why failures are classified
+---------------------------
+A record is either wrong or unlucky. A wrong one (it does not decode, breaks its contract,
+or holds a value the read model's database refuses: a number beyond an ``integer`` column,
+a NUL in a text, a broken constraint) fails the same way on every delivery: retrying it
+only holds its partition, and every record behind it, for as long as the retries last. So
+it is dead-lettered on its first delivery. An unlucky one (the database or the network
+away, a deadlock, a serialization failure) will apply once the cause has passed, so the
+batch is retried, with a back-off, and nothing is dead-lettered. :func:`is_permanent` is the
+one place that tells them apart.
 """
 
 from __future__ import annotations
@@ -38,11 +51,13 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, cast
 
 import asyncpg
+import asyncpg.exceptions._base
 import structlog
-from aiokafka.errors import KafkaError
+from aiokafka.errors import BrokerResponseError, KafkaError
 
 from zhucun.shared.envelope import CloudEventError, RecordedEvent
 from zhucun.shared.envelope_fast import decode_kafka
+from zhucun.shared.errors import describe_error
 from zhucun.shared.events import DomainEvent, EventContractError, EventRegistry, UnknownEventType
 from zhucun.shared.kafka import DeadLetterPublisher
 
@@ -86,9 +101,11 @@ class Projection(Protocol):
     async def apply(self, conn: asyncpg.Connection, deliveries: Sequence[Delivery]) -> None:
         """Apply new deliveries (duplicates removed) in consumption order, in bulk.
 
-        Runs inside the batch's transaction (in a savepoint); raising makes the runtime
-        retry each delivery alone to find the poison ones. Must give the same result for
-        any split of the same deliveries into consecutive batches.
+        Runs inside the batch's transaction (in a savepoint). Raising a permanent error
+        (:func:`is_permanent`: a value the database refuses, ``ValueError``...) makes the
+        runtime apply each delivery alone to find the poison ones, which are dead-lettered;
+        raising a transient one (a lost connection) retries the whole batch later. Must give
+        the same result for any split of the same deliveries into consecutive batches.
         """
         ...
 
@@ -130,26 +147,64 @@ class DeadLetterError(ProjectionError):
     """Publishing a dead letter failed; the batch is rolled back and retried."""
 
 
-#: Failures of the database, the network or Kafka: retried, never treated as poison.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
+#: Failures that pass: the database, the network or Kafka away or busy. A batch that meets
+#: one is rolled back and retried, never dead-lettered (see :func:`is_permanent`).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # a connection reset or refused
     TimeoutError,
-    asyncpg.InterfaceError,
+    asyncpg.InterfaceError,  # the client's connection state (not its DataError: see below)
     asyncpg.PostgresConnectionError,
-    asyncpg.TransactionRollbackError,  # serialization failure, deadlock
+    asyncpg.TransactionRollbackError,  # serialization failure, deadlock: a race, lost
     asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
     asyncpg.OperatorInterventionError,  # query canceled, admin shutdown, cannot connect now
     asyncpg.PostgresSystemError,
     asyncpg.ReadOnlySQLTransactionError,  # connected to a standby after a failover
+    asyncpg.LockNotAvailableError,
+    asyncpg.InFailedSQLTransactionError,
     # A missing table or column, a permission: the code or the schema is wrong, not one
-    # event. Dead-lettering would drain the whole topic into the DLQ; waiting is right.
+    # record. Dead-lettering would drain the whole topic into the DLQ; waiting is right.
     asyncpg.SyntaxOrAccessError,
     asyncpg.InvalidSchemaNameError,
     asyncpg.InvalidCatalogNameError,
     asyncpg.InvalidAuthorizationSpecificationError,
-    KafkaError,
-    DeadLetterError,
+    asyncpg.InternalServerError,
 )
+
+#: asyncpg's client-side ``DataError`` ("invalid query input"): an ``InterfaceError`` (and a
+#: ``ValueError``), yet about a value, not the connection. asyncpg 0.32 raises the server's
+#: class, ``asyncpg.DataError``, when it cannot encode a parameter (an ``int`` beyond an
+#: ``integer``); this one is checked first so that no version's refusal of a value is
+#: mistaken for a broken connection and retried.
+_CLIENT_DATA_ERROR: type[Exception] = asyncpg.exceptions._base.DataError
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True when the record being applied can never apply as it is: dead-letter it on its
+    first delivery. False when retrying may succeed (:data:`TRANSIENT_ERRORS`): roll back and
+    retry the batch after a back-off, dead-lettering nothing.
+
+    Permanent: the record's decoding or contract (``CloudEventError``, ``EventContractError``,
+    ``UnknownEventType``); a value the database refuses (``asyncpg.DataError`` and its
+    subclasses such as ``NumericValueOutOfRangeError``, ``StringDataRightTruncationError``,
+    ``CharacterNotInRepertoireError``, ``UntranslatableCharacterError``,
+    ``InvalidTextRepresentationError``, and asyncpg's own refusal to encode a parameter);
+    a broken constraint (``IntegrityConstraintViolationError``: two writers racing for a row
+    show as a serialization failure or a deadlock, which are transient, and two owners of a
+    partition never apply at once); ``ValueError``, ``TypeError`` or any other error of a
+    projection's own ``apply``; and a broker's refusal for good (a non-retriable
+    ``BrokerResponseError``).
+
+    Transient: :data:`TRANSIENT_ERRORS` (connections, timeouts, deadlocks, serialization
+    failures, resources, a wrong schema), Kafka errors that pass (retriable ones, timeouts)
+    and :class:`DeadLetterError`: a record that cannot be parked is held, never dropped.
+    """
+    if isinstance(error, DeadLetterError):
+        return False
+    if isinstance(error, _CLIENT_DATA_ERROR):
+        return True
+    if isinstance(error, KafkaError):
+        return isinstance(error, BrokerResponseError) and not error.retriable
+    return not isinstance(error, TRANSIENT_ERRORS)
 
 
 # --- decoding ------------------------------------------------------------------------------
@@ -423,16 +478,19 @@ class BatchPipeline:
     async def _apply(
         self, conn: Any, deliveries: Sequence[Delivery]
     ) -> list[tuple[Delivery, Exception]]:
-        """Apply in bulk; when that fails, one by one to find the poison deliveries."""
+        """Apply in bulk; after a permanent failure, one by one to find the poison deliveries
+        (a transient failure propagates: the whole batch is retried)."""
         if not deliveries:
             return []
         try:
             async with conn.transaction():  # a savepoint
                 await self.projection.apply(_pg(conn), deliveries)
             return []
-        except INFRASTRUCTURE_ERRORS:
-            raise
         except Exception as error:
+            if not is_permanent(error):
+                raise
+            if len(deliveries) == 1:
+                return [(deliveries[0], error)]  # nothing to isolate: it is the one
             self._log.warning(
                 f"{self._events_prefix}.apply_failed_isolating",
                 error=type(error).__name__,
@@ -443,9 +501,9 @@ class BatchPipeline:
             try:
                 async with conn.transaction():
                     await self.projection.apply(_pg(conn), [delivery])
-            except INFRASTRUCTURE_ERRORS:
-                raise
             except Exception as error:
+                if not is_permanent(error):
+                    raise
                 poisoned.append((delivery, error))
         return poisoned
 
@@ -460,7 +518,8 @@ class BatchPipeline:
                 delivery.partition,
                 delivery.offset,
                 "apply-failed",
-                reason + type(error).__name__,
+                # The error's class and text (a database's refusal names the column type).
+                (reason + describe_error(error))[:_MAX_REASON],
                 error,
                 None
                 if batch.records is None
@@ -563,7 +622,7 @@ def _delivery_positions(batch: Batch) -> dict[int, int]:
 
 
 __all__ = [
-    "INFRASTRUCTURE_ERRORS",
+    "TRANSIENT_ERRORS",
     "Batch",
     "BatchOutcome",
     "BatchPipeline",
@@ -575,4 +634,5 @@ __all__ = [
     "ProjectionError",
     "Rejected",
     "decode_record",
+    "is_permanent",
 ]

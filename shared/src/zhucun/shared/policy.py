@@ -45,8 +45,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
+from zhucun.shared.bounds import Name
 from zhucun.shared.rules import RuleKind, RuleViolation
 
 DEFAULT_JURISDICTION = "default"
@@ -128,7 +129,8 @@ class PolicyPack(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     #: Stable id recorded by every event that applied one of the pack's rules.
-    version: str = Field(min_length=1)
+    #: Recorded in events (``policy_version``) and shown to people: a name's bounds.
+    version: Name
     effective_from: date
     jurisdiction: str = DEFAULT_JURISDICTION
     description: str = ""

@@ -25,18 +25,26 @@ rebuild of :mod:`zhucun.shared.replay`):
 * **Duplicates by event id are dropped.** The relay publishes at least once, so the same event
   can appear at several offsets. ``projection_events`` remembers applied event ids; one
   ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per batch tells the new from the repeated.
-* **Poison records go to the dead-letter topic, never silently away.** A record that is not a
-  Zhucun CloudEvent, has an unknown type or data that fails its contract, or whose
-  ``apply`` raises, is published to ``<topic>.dlq`` (with the reason in headers) *before*
-  the transaction commits; the rest of the batch is applied. When ``apply`` fails for a
-  batch, each delivery is retried alone in its own savepoint to find the poison ones. A
-  dead-lettered event's id is not remembered, so re-publishing it once the cause is fixed
-  applies it. Without a :class:`~zhucun.shared.kafka.DeadLetterPublisher` a poison record
-  stops the runner with :class:`PoisonRecord` instead.
-* **Infrastructure failures are retried, never skipped.** A lost database connection, a
+* **Failures are classified** (:func:`~zhucun.shared.pipeline.is_permanent`), so one bad
+  record never holds a partition: a record that can never apply goes to the dead-letter
+  topic on its first delivery, and only failures that pass are retried.
+* **Poison records go to the dead-letter topic at once, never silently away.** A record
+  that is not a Zhucun CloudEvent, has an unknown type or data that fails its contract, or
+  whose ``apply`` fails permanently (a value the database refuses, such as a number beyond
+  an ``integer`` column; a broken constraint; a ``ValueError``) is published to
+  ``<topic>.dlq`` (the reason, naming the error, in ``x-dlq-reason``; the error in
+  ``x-dlq-error``; where it came from in ``x-dlq-source-*``) *before* the transaction
+  commits; the rest of the batch is applied. When ``apply`` fails for a batch, each delivery
+  is applied alone in its own savepoint to find the poison ones, so their neighbours are not
+  dead-lettered. A dead-lettered event's id is not remembered, so re-publishing it once the
+  cause is fixed applies it. Without a :class:`~zhucun.shared.kafka.DeadLetterPublisher` a
+  poison record stops the runner with :class:`PoisonRecord` instead.
+* **Transient failures are retried, never skipped.** A lost database connection, a
   deadlock, a Kafka error while dead-lettering: the transaction rolls back, every partition
   of the batch is sought back to its stored offset and the batch is retried after a back-off
-  (1 s doubling to 10 s).
+  (``BACKOFF_SECONDS``: 0.1 s doubling to 30 s), dead-lettering nothing; meanwhile
+  :meth:`ProjectionRunner.health` says ``retrying`` (``stalled`` after the stall time), with
+  the error, since when and how many attempts failed.
 
 Within a partition records are applied in offset order; Zhucun keys events by cadre id, so
 one cadre's events reach ``apply`` in the order they were stored.
@@ -77,7 +85,7 @@ from zhucun.shared.kafka import DeadLetterPublisher, client_options
 
 # The contract between the runtime and a projection, and the batch pipeline the runner and
 # the rebuild share; re-exported: projections import them from here.
-from zhucun.shared.pipeline import INFRASTRUCTURE_ERRORS as INFRASTRUCTURE_ERRORS
+from zhucun.shared.pipeline import TRANSIENT_ERRORS as TRANSIENT_ERRORS
 from zhucun.shared.pipeline import BatchOutcome, BatchPipeline
 from zhucun.shared.pipeline import DeadLetterError as DeadLetterError
 from zhucun.shared.pipeline import Delivery as Delivery
@@ -85,14 +93,17 @@ from zhucun.shared.pipeline import PoisonRecord as PoisonRecord
 from zhucun.shared.pipeline import Projection as Projection
 from zhucun.shared.pipeline import ProjectionCounts as ProjectionCounts
 from zhucun.shared.pipeline import ProjectionError as ProjectionError
+from zhucun.shared.pipeline import is_permanent as is_permanent
 from zhucun.shared.settings import KafkaSettings
 from zhucun.shared.store import advisory_lock_key
 
 log = structlog.get_logger(__name__)
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-#: Back-off after a failed batch: doubles from the first value up to the second.
-BACKOFF_SECONDS = (1.0, 10.0)
+#: Back-off after a transient failure: doubles from the first value up to the second. Short
+#: at first (a dropped connection is usually back at once), bounded so a long outage costs a
+#: retry every half minute.
+BACKOFF_SECONDS = (0.1, 30.0)
 #: How long a best-effort Kafka offset commit may take before it is abandoned.
 KAFKA_COMMIT_TIMEOUT_SECONDS = 5.0
 
@@ -153,13 +164,16 @@ def _metrics(registry: CollectorRegistry) -> _Metrics:
 class ProjectionHealth:
     projection: str
     #: ``ok``: caught up; ``behind``: records wait and batches are being committed;
+    #: ``retrying``: a transient failure is being retried (the stall time is not over);
     #: ``stalled``: records wait (or every attempt fails) and nothing was committed for
     #: longer than the stall time; ``stopped``: the runner is not consuming.
-    state: Literal["ok", "behind", "stalled", "stopped"]
+    state: Literal["ok", "behind", "retrying", "stalled", "stopped"]
     #: Records not yet applied on the partitions this process holds.
     lag: int
     last_progress_at: datetime | None
-    #: The last failure while records wait: what failed, why, and where when it is known.
+    #: The last failure while records wait: what failed (``kind``), why (``error``), where
+    #: when it is known (``topic``, ``partition``, ``offset``), since when (``since``) and
+    #: how many attempts in a row failed (``attempts``).
     error: dict[str, Any] | None
 
     def to_json(self) -> dict[str, Any]:
@@ -277,7 +291,11 @@ class ProjectionRunner:
         #: Wall-clock time of the last committed batch, for health reports.
         self._progress_wall: float | None = None
         self._failing_since: float | None = None
-        #: The last failure (kind, error, and the first record concerned when known).
+        #: Wall-clock time of the first of the failures in a row, and how many there were.
+        self._failing_wall: float | None = None
+        self._attempts = 0
+        #: The last failure (kind, error, since, attempts, and the first record concerned
+        #: when known).
         self._last_error: dict[str, Any] | None = None
 
     # --- schema and state ------------------------------------------------------------------
@@ -368,11 +386,13 @@ class ProjectionRunner:
         """The runner's state for ``/health/ready`` and its metrics (updates the gauge)."""
         lag = sum(self._lag_now.values())
         waiting = lag > 0 or bool(self._unpositioned) or self._failing_since is not None
-        state: Literal["ok", "behind", "stalled", "stopped"]
+        state: Literal["ok", "behind", "retrying", "stalled", "stopped"]
         if self.stuck(stall_seconds):
             state = "stalled"
         elif not self._running:
             state = "stopped"
+        elif self._failing_since is not None:
+            state = "retrying"
         else:
             state = "behind" if waiting else "ok"
         self._stalled_gauge.set(1 if state == "stalled" else 0)
@@ -430,7 +450,12 @@ class ProjectionRunner:
         except BaseException as error:
             if self._failing_since is None:
                 self._failing_since = time.monotonic()
-            self._last_error = {"kind": "projection.failed", "error": describe_error(error)}
+                self._failing_wall = time.time()
+            self._last_error = {
+                "kind": "projection.failed",
+                "error": describe_error(error),
+                "since": datetime.fromtimestamp(self._failing_wall or time.time(), UTC).isoformat(),
+            }
             if isinstance(error, PoisonRecord):
                 self._last_error.update(
                     topic=error.topic, partition=error.partition, offset=error.offset
@@ -447,7 +472,9 @@ class ProjectionRunner:
             if self._unpositioned:
                 try:
                     await self._position(consumer, set(self._unpositioned))
-                except INFRASTRUCTURE_ERRORS as error:
+                except Exception as error:
+                    if is_permanent(error):
+                        raise
                     self._failing(error, "projection.positioning_failed", backoff)
                     await backoff.wait(stop)
                     continue
@@ -460,34 +487,44 @@ class ProjectionRunner:
                 await backoff.wait(stop)
                 continue
             if batch:
-                stored: dict[Any, int] = {}
-                try:
-                    held_back = await self._process(consumer, batch, stored)
-                except INFRASTRUCTURE_ERRORS as error:
-                    self._failing(error, "projection.batch_failed", backoff, _first(batch))
-                    self._rewind(consumer, batch, stored)
-                    await backoff.wait(stop)
-                    continue
-                except PoisonRecord as error:
-                    self._rewind(consumer, batch, stored)
-                    self._log.error(
-                        "projection.poison_record",
-                        topic=error.topic,
-                        partition=error.partition,
-                        offset=error.offset,
-                        kind=error.kind,
-                    )
-                    raise
-                except Exception:
-                    self._rewind(consumer, batch, stored)
-                    raise
-                if held_back:
-                    await backoff.wait(stop)
-                else:
-                    backoff.reset()
-                    self._failing_since = None
-                    self._last_error = None
+                await self._consume_batch(consumer, batch, backoff, stop)
             self._update_lag(consumer)
+
+    async def _consume_batch(
+        self,
+        consumer: Any,
+        batch: Mapping[Any, Sequence[Any]],
+        backoff: _Backoff,
+        stop: asyncio.Event,
+    ) -> None:
+        """Process one fetched batch: committed, or, after a transient failure, rewound and
+        retried after the back-off. A permanent failure outside ``apply`` (poison records
+        are handled inside) stops the runner."""
+        stored: dict[Any, int] = {}
+        try:
+            held_back = await self._process(consumer, batch, stored)
+        except PoisonRecord as error:
+            self._rewind(consumer, batch, stored)
+            self._log.error(
+                "projection.poison_record",
+                topic=error.topic,
+                partition=error.partition,
+                offset=error.offset,
+                kind=error.kind,
+            )
+            raise
+        except Exception as error:
+            self._rewind(consumer, batch, stored)
+            if is_permanent(error):
+                raise
+            self._failing(error, "projection.batch_failed", backoff, _first(batch))
+            await backoff.wait(stop)
+            return
+        if held_back:
+            await backoff.wait(stop)
+        else:
+            backoff.reset()
+            self._recovered()
 
     def _failing(
         self,
@@ -498,13 +535,31 @@ class ProjectionRunner:
     ) -> None:
         if self._failing_since is None:
             self._failing_since = time.monotonic()
-        self._last_error = {"kind": event, "error": describe_error(error)}
+            self._failing_wall = time.time()
+        self._attempts += 1
+        self._last_error = {
+            "kind": event,
+            "error": describe_error(error),
+            "since": datetime.fromtimestamp(self._failing_wall or time.time(), UTC).isoformat(),
+            "attempts": self._attempts,
+            "retry_in": backoff.seconds,
+        }
         if at is not None:
             self._last_error.update(topic=at[0], partition=at[1], offset=at[2])
         # The error's class and text name the failing component; they carry no event data.
         self._log.warning(
-            event, error=type(error).__name__, detail=str(error)[:200], retry_in=backoff.seconds
+            event,
+            error=type(error).__name__,
+            detail=str(error)[:200],
+            retry_in=backoff.seconds,
+            attempts=self._attempts,
         )
+
+    def _recovered(self) -> None:
+        self._failing_since = None
+        self._failing_wall = None
+        self._attempts = 0
+        self._last_error = None
 
     def _rewind(self, consumer: Any, batch: Mapping[Any, Sequence[Any]], stored: Any) -> None:
         """After a failed batch: every partition of it back to its stored offset (its first
@@ -714,8 +769,7 @@ class ProjectionRunner:
             self._lag_gauge.labels(self.name, tp.topic, str(tp.partition)).set(lag)
         if not self._unpositioned and not any(self._lag_now.values()):
             self._progress_at = time.monotonic()  # caught up: idle is not stuck
-            self._failing_since = None
-            self._last_error = None
+            self._recovered()
 
     def _client_options(self, role: str) -> dict[str, Any]:
         options = client_options(self.kafka)

@@ -29,6 +29,7 @@ This module has no I/O and no web framework: deciders import it.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import ClassVar, Final, Literal
 
 RuleKind = Literal["invalid", "not_found", "conflict", "forbidden", "retryable"]
@@ -67,17 +68,17 @@ class RuleViolation(Exception):
         self.message = message
 
     def details(self) -> dict[str, str | int | float | bool]:
-        """The rule's figures (the attributes a subclass set: ids, limits, days), for the
-        problem document; ``None`` values, anything not a plain scalar and names the
-        document defines itself (:data:`PROBLEM_MEMBERS`: ``status``, ``type``...) are left
-        out."""
+        """The rule's figures (the attributes a subclass set: ids, limits, days; a date or a
+        time as its ISO 8601 text), for the problem document; ``None`` values, anything not
+        a plain scalar and names the document defines itself (:data:`PROBLEM_MEMBERS`:
+        ``status``, ``type``...) are left out."""
         return {
-            name: value
+            name: value.isoformat() if isinstance(value, date) else value
             for name, value in vars(self).items()
             if name != "message"
             and not name.startswith("_")
             and name not in PROBLEM_MEMBERS
-            and isinstance(value, str | int | float | bool)
+            and isinstance(value, str | int | float | bool | date)
         }
 
     @property

@@ -50,12 +50,19 @@ from zhucun.shared.kafka import (
     make_broker,
 )
 from zhucun.shared.logging import configure_logging
-from zhucun.shared.problems import ProblemError, problem_response
+from zhucun.shared.problems import (
+    PROBLEM_TYPE_BASE,
+    ProblemError,
+    problem_response,
+    rule_problem,
+)
 from zhucun.shared.projection import Projection, ProjectionRunner
 from zhucun.shared.relay import Relay
+from zhucun.shared.rules import RuleViolation
 from zhucun.shared.settings import ServiceSettings
 from zhucun.shared.store import (
     EventIdConflict,
+    EventTooLarge,
     PostgresEventStore,
     WrongExpectedVersion,
     create_pool,
@@ -87,6 +94,9 @@ class ServiceRuntime:
     settings: ServiceSettings
     pool: asyncpg.Pool | None = None
     broker: KafkaBroker | None = None
+    #: The relay's own producer: after the broker refuses a record the relay renews it
+    #: (see ``relay``), which must not interrupt the dead letters sent through ``broker``.
+    relay_broker: KafkaBroker | None = None
     store: PostgresEventStore | None = None
     relay: Relay | None = None
     relay_task: asyncio.Task[None] | None = None
@@ -100,6 +110,10 @@ class ServiceRuntime:
 
     #: How the events of the service's own store decode (None for a service without one).
     events: EventRegistry | None = None
+
+    def brokers(self) -> list[KafkaBroker]:
+        """The Kafka clients the lifespan made (the shared one, the relay's)."""
+        return [b for b in (self.broker, self.relay_broker) if b is not None]
 
     def database(self) -> asyncpg.Pool:
         """The pool of the service's database, once the lifespan has connected it."""
@@ -163,8 +177,11 @@ def create_service_app(
         if topic is not None:
             runtime.store = PostgresEventStore(runtime.pool, schema=store_schema or pg.schema_name)
             await runtime.store.migrate()
+            runtime.relay_broker = make_broker(
+                settings.kafka, client_id=f"{settings.service_name}-relay"
+            )
             runtime.relay = Relay(
-                runtime.store, runtime.broker, topic=topic, source=source, registry=registry
+                runtime.store, runtime.relay_broker, topic=topic, source=source, registry=registry
             )
             reports["relay"] = partial(_relay_report, runtime)
         dead_letters = DeadLetterPublisher(runtime.broker.publish)
@@ -202,7 +219,8 @@ def create_service_app(
                 await runtime.relay_task
             runtime.tasks.clear()
             runtime.relay_task = None
-            await runtime.broker.stop()
+            for broker in runtime.brokers():
+                await broker.stop()
             await runtime.pool.close()
             log.info("service.stopped", service=settings.service_name)
 
@@ -215,9 +233,32 @@ def create_service_app(
         problems=problems,
     )
     app.state.runtime = runtime
+    _install_refusals(app, runtime, problems)
+    return app
+
+
+def _install_refusals(app: FastAPI, runtime: ServiceRuntime, service: str) -> None:
+    """The answers to refused commands that need the runtime (replicas, the store)."""
+    app.add_exception_handler(RuleViolation, partial(_rule_refused, runtime, service))
     app.add_exception_handler(WrongExpectedVersion, _store_conflict)
     app.add_exception_handler(EventIdConflict, _store_conflict)
-    return app
+    app.add_exception_handler(EventTooLarge, _event_too_large)
+
+
+async def _event_too_large(request: Request, exc: Exception) -> Response:
+    """An event the broker might refuse is never stored (``MAX_EVENT_BYTES``): 413."""
+    assert isinstance(exc, EventTooLarge)
+    problem = ProblemError(
+        413,
+        "event-too-large",
+        "Event too large",
+        f"the {exc.event_type} this request would record is {exc.size} bytes as a Kafka"
+        f" record, above the limit of {exc.limit} bytes; nothing was stored",
+        event_type=exc.event_type,
+        size_bytes=exc.size,
+        limit_bytes=exc.limit,
+    )
+    return problem_response(problem.to_problem(instance=request.url.path))
 
 
 def service_runtime(app: object) -> ServiceRuntime:
@@ -239,6 +280,60 @@ def _tune_garbage_collector() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+async def _rule_refused(
+    runtime: ServiceRuntime, service: str, request: Request, exc: Exception
+) -> Response:
+    """A refused command as its problem document; a *retryable* refusal (the service's
+    replica of another service does not know what the command names) stays retryable only
+    while a replica is behind its source: once every replica has caught up, the thing is
+    unknown, and the answer is a final 404 (a client honouring ``Retry-After`` would
+    otherwise retry a typo for ever)."""
+    assert isinstance(exc, RuleViolation)
+    problem = rule_problem(exc, service=service)
+    if exc.retryable:
+        behind = await replicas_behind(runtime)
+        if behind == 0:
+            problem = _final_not_found(problem, runtime)
+        elif behind is not None:
+            problem.detail = f"{problem.detail} (the replica is {behind} record(s) behind)"
+    return problem_response(problem.to_problem(instance=request.url.path), headers=problem.headers)
+
+
+#: How long a refusal waits for the replicas' end offsets before it stays retryable.
+CATCH_UP_CHECK_SECONDS = 2.0
+
+
+async def replicas_behind(runtime: ServiceRuntime) -> int | None:
+    """Records the service's replicas have not applied yet (end offsets minus stored offsets,
+    summed over every partition of every replica); ``None`` when it cannot tell (no replica,
+    a topic without partitions yet, Kafka not answering)."""
+    if not runtime.projections:
+        return None
+    try:
+        async with asyncio.timeout(CATCH_UP_CHECK_SECONDS):
+            lags = [await runner.lag() for runner in runtime.projections.values()]
+    except Exception as error:
+        log.info("service.catch_up_unknown", error=describe_error(error))
+        return None
+    if any(not lag for lag in lags):
+        return None
+    return sum(sum(lag.values()) for lag in lags)
+
+
+def _final_not_found(problem: ProblemError, runtime: ServiceRuntime) -> ProblemError:
+    topics = sorted({topic for r in runtime.projections.values() for topic in r.projection.topics})
+    final = ProblemError(
+        404,
+        problem.type.removeprefix(PROBLEM_TYPE_BASE),
+        "Not found",
+        f"{problem.detail}. The replica has caught up with {', '.join(topics)} (its stored"
+        " offsets equal the end offsets), so it is unknown there; a change accepted there in"
+        " the last few seconds may still be on its way to the topic.",
+    )
+    final.extensions = {**problem.extensions, "retryable": False, "replica_caught_up": True}
+    return final
 
 
 async def _store_conflict(request: Request, exc: Exception) -> Response:
@@ -275,13 +370,13 @@ async def _supervise(
 async def _run_kafka_side(runtime: ServiceRuntime, topics: Sequence[str]) -> None:
     """Connect to Kafka (retrying for as long as it takes), create the topics, then run the
     relay and the projection runners under supervisors until the service stops."""
-    settings, broker = runtime.settings, runtime.broker
-    assert broker is not None
+    settings = runtime.settings
     delay = KAFKA_RETRY_SECONDS[0]
     while not runtime.stop.is_set():
         runtime.kafka.attempts += 1
         try:
-            await broker.connect()
+            for client in runtime.brokers():
+                await client.connect()
             # (With operator-managed topics, e.g. Strimzi's KafkaTopic, they exist already and
             # this only needs DESCRIBE.)
             await ensure_topics(
@@ -301,8 +396,9 @@ async def _run_kafka_side(runtime: ServiceRuntime, topics: Sequence[str]) -> Non
                 attempt=runtime.kafka.attempts,
                 retry_in=delay,
             )
-            with contextlib.suppress(Exception):
-                await broker.stop()  # drop a half-started producer before the next attempt
+            for client in runtime.brokers():
+                with contextlib.suppress(Exception):
+                    await client.stop()  # drop a half-started producer before the next attempt
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(runtime.stop.wait(), delay)
             delay = min(delay * 2, KAFKA_RETRY_SECONDS[1])

@@ -12,6 +12,9 @@ Guarantees, each backed by the database rather than by process memory:
   event's hash in the same stream; ``verify()`` walks the chains and names the first broken
   link. Global positions are dense (1, 2, 3, ...), so a deleted row shows as a gap.
 * **Gap-safe global order** — see "Why a lock for the global order" below.
+* **Bounded events** — an append whose events include one larger than ``MAX_EVENT_BYTES``
+  (measured as the Kafka record the relay will publish) stores nothing and raises
+  ``EventTooLarge``: see "Why the store bounds an event's size" below.
 
 Why a lock for the global order
 -------------------------------
@@ -28,6 +31,16 @@ by commit latency, which batching amortises (see ``bench/``). One database per s
 the lock local. The alternative — a transaction-id high-water mark with ``pg_snapshot_xmin`` —
 lets writers run concurrently but turns the reader's cursor into a pair ``(xid, position)``
 and allows gaps; it is the upgrade path if a single service ever needs more.
+
+Why the store bounds an event's size
+------------------------------------
+The events table is the relay's outbox, and the relay publishes in store order: an event the
+broker refuses holds back every event stored after it (the relay reports itself ``stalled``
+on it and never skips it). An event Kafka would refuse must therefore never be stored. The
+store measures each new event as its Kafka record (``kafka_record_bytes``: the JSON value,
+the key and every ``ce_*`` header) before it writes anything, and refuses the whole append
+when one is above ``MAX_EVENT_BYTES``; the HTTP layer answers 413. Both stores check the
+same way (``check_event_sizes``), before any other work of the append.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from uuid import UUID
 import asyncpg
 import asyncpg.pool
 
-from zhucun.shared.envelope import NewEvent, RecordedEvent
+from zhucun.shared.envelope import KafkaRecord, NewEvent, RecordedEvent, to_kafka
 from zhucun.shared.events import GENESIS_HASH, JsonObject
 
 #: ``expected_version`` for "append whatever the stream's version is".
@@ -52,6 +65,17 @@ ANY_VERSION: Final = -1
 NO_STREAM: Final = 0
 #: Tries of an append whose ``ANY_VERSION`` streams keep moving under it.
 _APPEND_ATTEMPTS: Final = 20
+#: The largest event the store accepts, in bytes of the Kafka record the relay will publish
+#: for it: the JSON value, the key, and the names and values of its ``ce_*`` headers.
+#:
+#: Half of what Kafka takes with its defaults. A broker's ``message.max.bytes`` (1,048,588)
+#: bounds a record batch and aiokafka's ``max_request_size`` (1,048,576) a single record;
+#: both are about 1 MiB. The other half is room for what the store cannot measure: the
+#: ``ce_source`` header the relay adds, the client's own headers (FastStream's
+#: ``correlation_id``), the record and batch framing (tens of bytes), many times over. So
+#: every stored event is one the broker accepts on its defaults, and no Zhucun event comes
+#: near it (the longest free text, ``Text``, is 10,000 characters: at most 40 KB of UTF-8).
+MAX_EVENT_BYTES: Final = 512 * 1024
 
 _COLUMNS = (
     "global_position, event_id, stream_id, stream_version, event_type, schema_version, key, "
@@ -80,6 +104,20 @@ class EventIdConflict(EventStoreError):
     def __init__(self, event_id: str, reason: str) -> None:
         super().__init__(f"event {event_id}: {reason}")
         self.event_id = event_id
+
+
+class EventTooLarge(EventStoreError):
+    """An event of the append is larger than ``MAX_EVENT_BYTES`` as a Kafka record (HTTP
+    413): nothing of the append is stored."""
+
+    def __init__(self, event_type: str, size: int, limit: int = MAX_EVENT_BYTES) -> None:
+        super().__init__(
+            f"event {event_type} is {size} bytes as a Kafka record, above the limit of "
+            f"{limit} bytes"
+        )
+        self.event_type = event_type
+        self.size = size
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +346,8 @@ class PostgresEventStore:
         self, stream_id: str, events: Sequence[NewEvent], *, expected_version: int
     ) -> AppendResult:
         """Append ``events`` to ``stream_id`` atomically, after version ``expected_version``
-        (``NO_STREAM`` for a new stream, ``ANY_VERSION`` to skip the check)."""
+        (``NO_STREAM`` for a new stream, ``ANY_VERSION`` to skip the check). An event above
+        ``MAX_EVENT_BYTES`` refuses the whole append with ``EventTooLarge``."""
         if not events:
             raise ValueError("append needs at least one event")
         return await self.append_streams([StreamWrite(stream_id, events, expected_version)])
@@ -332,6 +371,7 @@ class PostgresEventStore:
         streams = [write.stream_id for write in writes]
         ids = [new.event_id for _, new in new_events]
         payloads = [new.event.to_data() for _, new in new_events]
+        check_event_sizes(new_events, payloads)
         for _ in range(_APPEND_ATTEMPTS):
             if conn is not None:
                 outcome = await self._try_append(conn, writes, new_events, payloads, ids, streams)
@@ -564,6 +604,74 @@ def check_append(writes: Sequence[StreamWrite]) -> list[tuple[StreamWrite, NewEv
     if len(set(ids)) != len(ids):
         raise EventIdConflict(str(ids[0]), "the same event id appears twice in one append")
     return new_events
+
+
+def record_bytes(record: KafkaRecord) -> int:
+    """A Kafka record's size as ``MAX_EVENT_BYTES`` counts it: value, key, header names and
+    values."""
+    headers = sum(
+        len(name.encode()) + len(value.encode()) for name, value in record.headers.items()
+    )
+    return len(record.value) + len(record.key) + headers
+
+
+def _fixed_record_bytes() -> int:
+    """What every event's record carries besides its variable parts: ``to_kafka`` of an event
+    whose strings are empty, its data ``{}``, every optional header present and every
+    number, time and hash at its widest."""
+    moment = datetime(2000, 1, 1, tzinfo=UTC)  # format_time always writes the same width
+    template = RecordedEvent.model_construct(
+        event_id=UUID(int=0),
+        stream_id="",
+        stream_version=2**31 - 1,  # an ``integer`` column
+        global_position=2**63 - 1,  # a ``bigint``
+        event_type="",
+        schema_version=0,
+        key="",
+        data={},
+        occurred_at=moment,
+        recorded_at=moment,
+        correlation_id=UUID(int=0),
+        causation_id=UUID(int=0),
+        actor="",
+        prev_hash="0" * 64,  # SHA-256, hex
+        hash="0" * 64,
+    )
+    return record_bytes(to_kafka(template, source="")) - len(b"{}") - len(b"0")
+
+
+_FIXED_RECORD_BYTES: Final = _fixed_record_bytes()
+
+
+def kafka_record_bytes(stream_id: str, new: NewEvent, data: JsonObject) -> int:
+    """The size of the Kafka record the relay will publish for ``new`` appended to
+    ``stream_id`` (``data``: its JSON body), as ``record_bytes`` counts it, never less: the
+    value encoded as ``to_kafka`` encodes it, plus the strings that vary (stream id and key
+    twice each: key and headers; type, actor, schema version) and the fixed part at its
+    widest. Cheaper than encoding the whole record, and ``ce_source``, the relay's, is left
+    to ``MAX_EVENT_BYTES``'s margin."""
+    value = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    event, actor = new.event, new.metadata.actor or ""
+    return (
+        _FIXED_RECORD_BYTES
+        + len(value)
+        + 2 * len(stream_id.encode())
+        + 2 * len(event.kafka_key().encode())
+        + len(event.event_type.encode())
+        + len(actor.encode())
+        + len(str(event.schema_version))
+    )
+
+
+def check_event_sizes(
+    new_events: Sequence[tuple[StreamWrite, NewEvent]], payloads: Sequence[JsonObject]
+) -> None:
+    """Raise ``EventTooLarge`` for the first event above ``MAX_EVENT_BYTES``: run before an
+    append hashes or writes anything, so a refused append stores nothing."""
+    for (write, new), data in zip(new_events, payloads, strict=True):
+        size = kafka_record_bytes(write.stream_id, new, data)
+        if size > MAX_EVENT_BYTES:
+            raise EventTooLarge(new.event.event_type, size)
 
 
 async def verify_chains(events: AsyncIterator[RecordedEvent]) -> VerificationReport:

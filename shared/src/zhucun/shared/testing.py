@@ -26,6 +26,7 @@ from zhucun.shared.service import service_runtime
 from zhucun.shared.settings import AuthSettings, KafkaSettings, PostgresSettings, ServiceSettings
 
 if TYPE_CHECKING:
+    import httpx
     from anyio.from_thread import BlockingPortal
     from fastapi.testclient import TestClient
 
@@ -125,7 +126,8 @@ def wait_for(
 
 
 class StaffedCounty:
-    """A county staffed in dispatch through its HTTP API, for the tests of the services that
+    """A county staffed in dispatch through its HTTP API (a ``TestClient`` of the app, or an
+    ``httpx.Client`` of a running service), for the tests of the services that
     learn dispatch's facts from its topic: one village in township ``t1``, a round, a team
     of the village, and ``cadres`` cadres assigned to the team from ``term_start`` (the first
     as first secretary), besides ``unassigned`` cadres only registered. The county code and
@@ -133,7 +135,7 @@ class StaffedCounty:
 
     def __init__(
         self,
-        dispatch: TestClient,
+        dispatch: httpx.Client,
         *,
         cadres: int = 3,
         unassigned: int = 0,

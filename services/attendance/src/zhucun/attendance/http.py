@@ -15,22 +15,26 @@ Who may do what (the roles here; jurisdiction and "for themselves" in the applic
 * ``org_admin`` — in its county: all of the township's, any leave, county-wide month closes.
 * ``auditor`` — reads.
 
+Every value is bounded (``zhucun.shared.bounds``, as in the contract's events): ids in paths
+and bodies are ``Id``, months ``Month`` (2000-01 to 2099-12), days ``BusinessDate``, moments
+``Timestamp``, free text ``Note`` or ``Text``; a value out of its bounds is a 422 naming the
+field, before any use case runs.
+
 Refusals are problem details with a stable ``type`` per rule (``attendance/<code>``): the
 service maps every ``RuleViolation`` a use case raises (422 invalid input, 404 an unknown
 leave, 403 a role, a jurisdiction or an approval level, 409 a broken rule, a *retryable* 409
 with ``Retry-After`` when the replica of dispatch does not know the cadre's post yet). The
 items of a batch and the cadres of a county-wide close are answered one by one, each with
 its own problem. No route ranks or lists people by check-ins or time online (the law forbids
-it).
+it): the one list, a county's leave requests, is of requests, soonest first.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Depends, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from zhucun.attendance import application
 from zhucun.attendance.application import (
@@ -41,17 +45,30 @@ from zhucun.attendance.application import (
     CheckInAccepted,
     CheckInItem,
     Context,
+    CountyLeaveView,
     InvalidItem,
     LeaveView,
     MonthView,
     VisitCoverageView,
 )
-from zhucun.attendance.domain import Coordinates
-from zhucun.contracts.attendance.events import LeaveKind, SpotCheckResult
+from zhucun.attendance.domain import Coordinates, LeaveStatus
+from zhucun.attendance.domain.commands import ConfirmedDays
+from zhucun.contracts.attendance.events import ApprovalLevel, DiaryText, LeaveKind, SpotCheckResult
 from zhucun.shared.auth import Principal, Role, require_roles
+from zhucun.shared.bounds import (
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    MONTH_PATTERN,
+    BusinessDate,
+    Id,
+    Note,
+    Timestamp,
+)
 from zhucun.shared.commands import CommandAccepted
 from zhucun.shared.http import CadreId, CountyCode, command_metadata, use_cases
 from zhucun.shared.inputs import Input
+from zhucun.shared.openapi import CONFLICTS_FLAG
+from zhucun.shared.pages import DEFAULT_PAGE_SIZE, After, Limit, Page
 from zhucun.shared.problems import (
     FieldError,
     field_errors,
@@ -63,7 +80,13 @@ from zhucun.shared.problems import (
 #: The prefix of the service's problem types (``https://zhucun.dev/problems/attendance/...``).
 SERVICE = "attendance"
 
-Month = Annotated[str, Path(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+#: A month in a route's path: ``YYYY-MM`` of the window (2000-01 to 2099-12).
+Month = Annotated[str, Path(pattern=MONTH_PATTERN, description="YYYY-MM, from 2000-01 to 2099-12")]
+#: A leave request's id in a route's path.
+LeaveId = Annotated[
+    str,
+    Path(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="the leave request's id"),
+]
 
 Cadre = Annotated[Principal, Depends(require_roles(Role.CADRE))]
 Supervisor = Annotated[Principal, Depends(require_roles(Role.TOWNSHIP, Role.ORG_ADMIN))]
@@ -75,6 +98,12 @@ Reader = Annotated[
     Principal,
     Depends(require_roles(Role.CADRE, Role.TOWNSHIP, Role.ORG_ADMIN, Role.AUDITOR)),
 ]
+CountyReader = Annotated[
+    Principal, Depends(require_roles(Role.TOWNSHIP, Role.ORG_ADMIN, Role.AUDITOR))
+]
+
+#: A read that may answer a retryable 409 (the replica of dispatch does not know the cadre).
+MAY_CONFLICT: dict[str, Any] = {CONFLICTS_FLAG: True}
 
 
 #: The use cases' context, wired by the composition root (``app.py``).
@@ -92,8 +121,10 @@ router = APIRouter(tags=["attendance"])
 
 
 class CheckInBody(Input):
-    check_in_id: str = Field(min_length=1, max_length=100, description="chosen by the app")
-    occurred_at: AwareDatetime = Field(description="when it happened (the app may be offline)")
+    check_in_id: Id = Field(description="chosen by the app: a repeat is recognised")
+    occurred_at: Timestamp = Field(
+        description="when it happened, with its offset (the app may have been offline)"
+    )
     location: Coordinates | None = Field(
         default=None, description="optional evidence: checked against the geofence, not kept"
     )
@@ -106,74 +137,86 @@ class CheckInBatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     #: Validated one by one, so one bad item does not refuse the others.
-    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    items: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description="check-ins as `POST /cadres/{cadre_id}/check-ins` takes them, each"
+        " validated and answered on its own",
+    )
 
 
 class ConfirmPresenceBody(Input):
-    confirmation_id: str = Field(min_length=1, max_length=100)
-    days: list[date] = Field(min_length=1, max_length=366)
-    note: str = Field(default="", max_length=2_000)
+    confirmation_id: Id
+    days: ConfirmedDays = Field(description="distinct days, of any months, none after today")
+    note: Note = ""
 
 
 class SpotCheckBody(Input):
-    spot_check_id: str = Field(min_length=1, max_length=100)
-    day: date
+    spot_check_id: Id
+    day: BusinessDate = Field(description="not after today")
     result: SpotCheckResult
-    findings: str = Field(default="", max_length=5_000)
+    findings: Note = ""
 
 
 class LeaveRequestBody(Input):
-    leave_id: str = Field(min_length=1, max_length=100)
+    leave_id: Id
     kind: LeaveKind
-    first_day: date
-    last_day: date
-    purpose: str = Field(default="", max_length=2_000)
+    first_day: BusinessDate = Field(description="may be to come")
+    last_day: BusinessDate = Field(description="at most 366 days after the first, inclusive")
+    purpose: Note = Field(default="", description="required for village business (公出)")
 
 
 class RejectBody(Input):
-    reason: str = Field(min_length=1, max_length=2_000)
+    reason: Annotated[Note, Field(min_length=1)]
 
 
 class CancelBody(Input):
-    reason: str = Field(default="", max_length=2_000)
+    reason: Note = ""
 
 
 class DiaryBody(Input):
-    entry_id: str = Field(min_length=1, max_length=100)
-    day: date
-    text: str = Field(min_length=1, max_length=10_000)
+    entry_id: Id
+    day: BusinessDate = Field(description="not after today")
+    text: DiaryText
 
 
 class VisitBody(Input):
-    visit_id: str = Field(min_length=1, max_length=100)
-    household_id: str = Field(min_length=1, max_length=100)
-    visited_on: date
-    note: str = Field(default="", max_length=2_000)
+    visit_id: Id
+    household_id: Id = Field(description="the village's own household number: no names")
+    visited_on: BusinessDate = Field(description="not after today")
+    note: Note = ""
 
 
-class ItemResult(BaseModel):
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ItemResult(Answer):
     """One item of a batch: ``recorded``, ``duplicate`` (stored before) or ``refused``."""
 
-    index: int
+    index: int = Field(ge=0, lt=MAX_BATCH)
+    #: The item's id, when it sent a valid one.
     check_in_id: str | None
-    status: str
+    status: Literal["recorded", "duplicate", "refused"]
+    #: Why it was refused: a problem details document (RFC 9457) with its ``code``.
     problem: dict[str, Any] | None = None
 
 
-class BatchResult(BaseModel):
+class BatchResult(Answer):
     recorded: int
     duplicates: int
     refused: int
     items: list[ItemResult]
 
 
-class CloseOutcome(BaseModel):
+class CloseOutcome(Answer):
     cadre_id: str
-    status: str
+    status: Literal["closed", "already_closed", "refused"]
+    #: Why it was refused: a problem details document (RFC 9457) with its ``code``.
     problem: dict[str, Any] | None = None
 
 
-class CountyCloseResult(BaseModel):
+class CountyCloseResult(Answer):
     month: str
     closed: int
     already_closed: int
@@ -181,13 +224,24 @@ class CountyCloseResult(BaseModel):
     cadres: list[CloseOutcome]
 
 
+_ID: TypeAdapter[str] = TypeAdapter(Id)
+
+
+def _valid_id(value: object) -> str | None:
+    """``value`` if it is an id (echoed in the answer), else None: an invalid item's id may
+    be anything, and is never sent back."""
+    try:
+        return _ID.validate_python(value)
+    except ValidationError:
+        return None
+
+
 def _batch_item(raw: dict[str, Any]) -> CheckInItem | InvalidItem:
     try:
         return CheckInBody.model_validate(raw).item()
     except ValidationError as error:
-        check_in_id = raw.get("check_in_id")
         errors = [field.model_dump() for field in field_errors(error.errors())]
-        return InvalidItem(check_in_id if isinstance(check_in_id, str) else None, errors)
+        return InvalidItem(_valid_id(raw.get("check_in_id")), errors)
 
 
 def _item_result(item: BatchItem) -> ItemResult:
@@ -216,6 +270,16 @@ def _close_outcome(cadre: CadreClose) -> CloseOutcome:
     "/cadres/{cadre_id}/check-ins",
     status_code=status.HTTP_201_CREATED,
     summary="Check in (the cadre, for themselves)",
+    description=(
+        "Records a check-in in the month of its day (Asia/Shanghai), with a location as"
+        " optional evidence: compared with the village's geofence, then discarded (only"
+        " inside/outside and the distance rounded to 10 m are kept). A repeated"
+        " `check_in_id` stores nothing. Refused: a check-in stamped more than 5 minutes after"
+        " it was received (`evidence_from_the_future`), one for a closed month"
+        " (`month_already_closed`), a day the cadre is not on post (retryable"
+        " `no_active_assignment` while the replica of dispatch may lag), a location for a"
+        " village without a geofence (`no_geofence`)."
+    ),
 )
 async def record_check_in(
     cadre_id: CadreId, body: CheckInBody, principal: Cadre, ctx: Ctx
@@ -226,6 +290,14 @@ async def record_check_in(
 @router.post(
     "/cadres/{cadre_id}/check-ins/batch",
     summary="Upload check-ins recorded offline (up to 500); answers per item",
+    description=(
+        "Records the queue of an app that was offline: up to 500 check-ins, each validated"
+        " and decided on its own against its month as the earlier items left it, and answered"
+        " `recorded`, `duplicate` (stored before, or earlier in the batch) or `refused` with"
+        " its problem document (the refusals of a single check-in, or a 422 of the item's"
+        " fields). One refused item never stops the others; the request itself is refused"
+        " only when it is not a list of 1 to 500 objects."
+    ),
 )
 async def record_check_in_batch(
     cadre_id: CadreId, body: CheckInBatchBody, principal: Cadre, ctx: Ctx
@@ -244,6 +316,13 @@ async def record_check_in_batch(
     "/cadres/{cadre_id}/presence-confirmations",
     status_code=status.HTTP_201_CREATED,
     summary="Confirm a cadre's presence on days (the township)",
+    description=(
+        "Records the township's confirmation that the cadre was in the village on the given"
+        " days (of any months, one event per month): presence evidence equal to a check-in."
+        " A repeat with the same id, days and note stores nothing. Refused: a day after today"
+        " (`evidence_from_the_future`), a closed month (`month_already_closed`), a day off"
+        " post, the same id with other content (`duplicate_id`)."
+    ),
 )
 async def confirm_cadre_presence(
     cadre_id: CadreId, body: ConfirmPresenceBody, principal: Supervisor, ctx: Ctx
@@ -262,6 +341,12 @@ async def confirm_cadre_presence(
     "/cadres/{cadre_id}/spot-checks",
     status_code=status.HTTP_201_CREATED,
     summary="Record an unannounced spot check (四不两直)",
+    description=(
+        "Records a spot check finding the cadre present or absent on a day; an absence on a"
+        " day of approved leave is recorded as excused by it. Refused: a day after today"
+        " (`evidence_from_the_future`), a closed month (`month_already_closed`), a day off"
+        " post, the same id with other content (`duplicate_id`)."
+    ),
 )
 async def record_cadre_spot_check(
     cadre_id: CadreId, body: SpotCheckBody, principal: Supervisor, ctx: Ctx
@@ -284,6 +369,14 @@ async def record_cadre_spot_check(
     "/cadres/{cadre_id}/leave",
     status_code=status.HTTP_201_CREATED,
     summary="Request leave (personal, sick, or village business 公出)",
+    description=(
+        "Records a leave request from its first to its last day inclusive (days to come, as"
+        " a rule), and who must approve it by its length under the pack in force. A repeat"
+        " stores nothing. Refused: dates out of order (`dates_out_of_order`), more than 366"
+        " days (`leave_too_long`), village business without a purpose (`purpose_required`),"
+        " days off post, an overlap with pending or approved leave (`leave_overlaps`), a"
+        " closed month (`month_already_closed`)."
+    ),
 )
 async def request_cadre_leave(
     cadre_id: CadreId, body: LeaveRequestBody, principal: Cadre, ctx: Ctx
@@ -300,25 +393,57 @@ async def request_cadre_leave(
     )
 
 
-@router.post("/cadres/{cadre_id}/leave/{leave_id}/approve", summary="Approve a leave request")
+@router.post(
+    "/cadres/{cadre_id}/leave/{leave_id}/approve",
+    summary="Approve a leave request",
+    description=(
+        "Approves pending leave at the caller's level: the township up to the pack's limit"
+        " of days, the county any. Approving it again stores nothing. Refused: unknown leave"
+        " (404 `unknown_leave`), leave that is not pending (`leave_not_pending`), leave only"
+        " the county may decide (403 `approval_beyond_level`), a closed month it touches"
+        " (`month_already_closed`)."
+    ),
+)
 async def approve_cadre_leave(
-    cadre_id: CadreId, leave_id: str, principal: Supervisor, ctx: Ctx
+    cadre_id: CadreId, leave_id: LeaveId, principal: Supervisor, ctx: Ctx
 ) -> CommandAccepted:
     return await application.approve_cadre_leave(ctx, _actor(principal), cadre_id, leave_id)
 
 
-@router.post("/cadres/{cadre_id}/leave/{leave_id}/reject", summary="Reject a leave request")
+@router.post(
+    "/cadres/{cadre_id}/leave/{leave_id}/reject",
+    summary="Reject a leave request",
+    description=(
+        "Rejects pending leave, for a reason, at the caller's level (as an approval)."
+        " Rejecting it again stores nothing. Refused: unknown leave (404 `unknown_leave`),"
+        " leave that is not pending (`leave_not_pending`), leave only the county may decide"
+        " (403 `approval_beyond_level`)."
+    ),
+)
 async def reject_cadre_leave(
-    cadre_id: CadreId, leave_id: str, body: RejectBody, principal: Supervisor, ctx: Ctx
+    cadre_id: CadreId, leave_id: LeaveId, body: RejectBody, principal: Supervisor, ctx: Ctx
 ) -> CommandAccepted:
     return await application.reject_cadre_leave(
         ctx, _actor(principal), cadre_id, leave_id, reason=body.reason
     )
 
 
-@router.post("/cadres/{cadre_id}/leave/{leave_id}/cancel", summary="Cancel a leave")
+@router.post(
+    "/cadres/{cadre_id}/leave/{leave_id}/cancel",
+    summary="Cancel a leave",
+    description=(
+        "Withdraws pending or approved leave (the cadre's own, or by an approver); its days"
+        " no longer count. Cancelling it again stores nothing. Refused: unknown leave (404"
+        " `unknown_leave`), rejected leave (`leave_not_pending`), approved leave touching a"
+        " closed month (`month_already_closed`)."
+    ),
+)
 async def cancel_cadre_leave(
-    cadre_id: CadreId, leave_id: str, body: CancelBody, principal: CadreOrSupervisor, ctx: Ctx
+    cadre_id: CadreId,
+    leave_id: LeaveId,
+    body: CancelBody,
+    principal: CadreOrSupervisor,
+    ctx: Ctx,
 ) -> CommandAccepted:
     return await application.cancel_cadre_leave(
         ctx, _actor(principal), cadre_id, leave_id, reason=body.reason
@@ -332,6 +457,12 @@ async def cancel_cadre_leave(
     "/cadres/{cadre_id}/diary",
     status_code=status.HTTP_201_CREATED,
     summary="Write a work diary entry (驻村日记)",
+    description=(
+        "Records a diary entry for a day on post: a record of work, not presence evidence,"
+        " so a closed month does not stop it. A repeat stores nothing. Refused: a day after"
+        " today (`evidence_from_the_future`), a day off post, the same id with other text"
+        " (`duplicate_id`)."
+    ),
 )
 async def write_cadre_diary_entry(
     cadre_id: CadreId, body: DiaryBody, principal: Cadre, ctx: Ctx
@@ -345,6 +476,12 @@ async def write_cadre_diary_entry(
     "/cadres/{cadre_id}/visits",
     status_code=status.HTTP_201_CREATED,
     summary="Record a household visit (入户走访)",
+    description=(
+        "Records a visit to a household of the village (by its number, never a name) on a"
+        " day on post; it counts toward the coverage of the current assignment. A repeat"
+        " stores nothing. Refused: a day after today (`evidence_from_the_future`), a day off"
+        " post, the same id with other content (`duplicate_id`)."
+    ),
 )
 async def record_cadre_visit(
     cadre_id: CadreId, body: VisitBody, principal: Cadre, ctx: Ctx
@@ -367,6 +504,13 @@ async def record_cadre_visit(
     "/cadres/{cadre_id}/months/{month}/close",
     status_code=status.HTTP_201_CREATED,
     summary="Close a cadre's month: days in the village, leave, required days, shortfall",
+    description=(
+        "Records `MonthClosed` with the month's figures under the pack in force on its last"
+        " day; no evidence for the month is accepted after it. Refused: a month not over yet"
+        " (`month_not_over`), one closed before (`month_already_closed`), a post of the month"
+        " outside the caller's jurisdiction, no post in the month (retryable"
+        " `no_active_assignment`)."
+    ),
 )
 async def close_cadre_month(
     cadre_id: CadreId, month: Month, principal: Supervisor, ctx: Ctx
@@ -377,6 +521,13 @@ async def close_cadre_month(
 @router.post(
     "/counties/{county}/months/{month}/close",
     summary="Close a month for every cadre on post in the county (or the caller's township)",
+    description=(
+        "Closes the month for each cadre on post in it in the county (a township: its own"
+        " cadres), each its own decision, answered cadre by cadre: `closed`, `already_closed`"
+        " or `refused` with its problem document; one refusal never stops the others."
+        " Refused as a whole: a month not over yet (`month_not_over`), a county outside the"
+        " caller's jurisdiction."
+    ),
 )
 async def close_county_month(
     county: CountyCode, month: Month, principal: CountyAdmin, ctx: Ctx
@@ -394,21 +545,99 @@ async def close_county_month(
 # --- reads ----------------------------------------------------------------------------------
 
 
-@router.get("/cadres/{cadre_id}/months/{month}", summary="A cadre's month: closed, or so far")
+@router.get(
+    "/cadres/{cadre_id}/months/{month}",
+    summary="A cadre's month: closed, or so far",
+    description=(
+        "The figures of a closed month as decided at its close, or of an open month as the"
+        " streams stand now (with the days behind them), under the pack in force on its last"
+        " day. Refused: a cadre outside the caller's jurisdiction, a cadre the replica of"
+        " dispatch knows no post of (retryable `no_active_assignment`)."
+    ),
+    openapi_extra=MAY_CONFLICT,
+)
 async def read_cadre_month(
     cadre_id: CadreId, month: Month, principal: Reader, ctx: Ctx
 ) -> MonthView:
     return await application.read_cadre_month(ctx, principal, cadre_id, month)
 
 
-@router.get("/cadres/{cadre_id}/leave", summary="A cadre's leave requests and their status")
+@router.get(
+    "/cadres/{cadre_id}/leave",
+    summary="A cadre's leave requests and their status",
+    description=(
+        "Every leave request of the cadre, in the order requested, with its status and who"
+        " decides it. Refused: a cadre outside the caller's jurisdiction, a cadre the replica"
+        " of dispatch knows no post of (retryable `no_active_assignment`)."
+    ),
+    openapi_extra=MAY_CONFLICT,
+)
 async def read_cadre_leave(cadre_id: CadreId, principal: Reader, ctx: Ctx) -> list[LeaveView]:
     return await application.read_cadre_leave(ctx, principal, cadre_id)
 
 
 @router.get(
+    "/cadres/{cadre_id}/leave/{leave_id}",
+    summary="One leave request of a cadre",
+    description=(
+        "The leave request, its status and who decides it. Refused: unknown leave (404"
+        " `unknown_leave`), a cadre outside the caller's jurisdiction, a cadre the replica of"
+        " dispatch knows no post of (retryable `no_active_assignment`)."
+    ),
+    openapi_extra=MAY_CONFLICT,
+)
+async def read_cadre_leave_request(
+    cadre_id: CadreId, leave_id: LeaveId, principal: Reader, ctx: Ctx
+) -> LeaveView:
+    return await application.read_cadre_leave_request(ctx, principal, cadre_id, leave_id)
+
+
+@router.get(
+    "/counties/{county}/leave",
+    summary="A county's leave requests by status (pending: waiting for approval)",
+    description=(
+        "The leave requests of the posts in the county (a township: in its township), of the"
+        " status asked for (pending by default) and, if given, of one approval level, the"
+        " soonest first, a page at a time (`next`: pass it as `after`). A list of requests,"
+        " never of people by their presence. Refused: a county outside the caller's"
+        " jurisdiction."
+    ),
+)
+async def list_county_leave(
+    county: CountyCode,
+    principal: CountyReader,
+    ctx: Ctx,
+    leave_status: Annotated[
+        LeaveStatus, Query(alias="status", description="the requests' status")
+    ] = LeaveStatus.PENDING,
+    approval_level: Annotated[
+        ApprovalLevel | None, Query(description="only the requests decided at this level")
+    ] = None,
+    limit: Limit = DEFAULT_PAGE_SIZE,
+    after: After = None,
+) -> Page[CountyLeaveView]:
+    return await application.list_county_leave(
+        ctx,
+        principal,
+        county,
+        status=leave_status,
+        approval_level=approval_level,
+        after=after,
+        limit=limit,
+    )
+
+
+@router.get(
     "/cadres/{cadre_id}/visits/coverage",
     summary="Household visit coverage of the cadre's current village",
+    description=(
+        "How far the cadre has come visiting every household of the village in the current"
+        " assignment: households, distinct households visited, the share, the deadline, and"
+        " once all are visited the day and whether it was within the deadline. Refused: a"
+        " cadre outside the caller's jurisdiction, a cadre the replica of dispatch knows no"
+        " post of (retryable `no_active_assignment`)."
+    ),
+    openapi_extra=MAY_CONFLICT,
 )
 async def read_visit_coverage(cadre_id: CadreId, principal: Reader, ctx: Ctx) -> VisitCoverageView:
     return await application.read_visit_coverage(ctx, principal, cadre_id)

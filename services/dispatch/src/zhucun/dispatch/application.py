@@ -17,16 +17,20 @@ Policy pack
 
 Reads
     The county's state through the command path's state cache: a read folds only the events
-    appended since the state the process last knew, never the whole history again.
+    appended since the state the process last knew, never the whole history again. The
+    county's villages, cadres, rounds, teams and assignments are listed a page at a time
+    (``zhucun.shared.pages``), in the order of their ids.
 
 Jurisdiction
     Writers act in their county. Readers see a resource within their township; a resource
     without one (a round, a cadre not on post) is county-wide, so only the county is checked.
+    A list holds what its reader could read one by one: a township reader's lists leave out
+    the villages, teams and assignments of other townships and the cadres on post there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Generic, Protocol, TypeVar
@@ -82,14 +86,19 @@ from zhucun.dispatch.domain.state import (
     Cadre,
     Handover,
     ReplacementObligation,
+    Round,
+    Team,
     Village,
 )
 from zhucun.shared.auth import Principal, Scope
 from zhucun.shared.commands import CommandAccepted, CommandPath, StreamModel
 from zhucun.shared.envelope import EventMetadata
+from zhucun.shared.pages import Page, paginate
 from zhucun.shared.policy import PolicyPack, PolicySection
 
 C = TypeVar("C", bound=DispatchCommand)
+T = TypeVar("T")
+V = TypeVar("V")
 
 
 class Policies(Protocol):
@@ -237,7 +246,40 @@ class TeamView(_View):
     village_id: str
     township: str
     formed_on: date
+    #: Its cadres on post.
     members: list[AssignmentView]
+
+    @classmethod
+    def of(cls, state: CountyDispatch, t: Team) -> TeamView:
+        return cls(
+            team_id=t.team_id,
+            round_id=t.round_id,
+            village_id=t.village_id,
+            township=state.villages[t.village_id].township,
+            formed_on=t.formed_on,
+            members=[AssignmentView.of(a) for a in state.team_members(t.team_id)],
+        )
+
+
+class RoundView(_View):
+    round_id: str
+    county: str
+    name: str
+    opened_on: date
+    closed_on: date | None
+    #: Teams may be formed and cadres sent with it (its report is made when it closes).
+    open: bool
+
+    @classmethod
+    def of(cls, county: str, r: Round) -> RoundView:
+        return cls(
+            round_id=r.round_id,
+            county=county,
+            name=r.name,
+            opened_on=r.opened_on,
+            closed_on=r.closed_on,
+            open=r.is_open,
+        )
 
 
 class HandoverView(_View):
@@ -309,6 +351,25 @@ def _cadre_township(state: CountyDispatch, cadre_id: str) -> str | None:
     """Where a cadre is on post (``None``: not on post, county-wide)."""
     active = state.active_assignment_of(cadre_id)
     return None if active is None else state.villages[active.village_id].township
+
+
+def _cadre_visible(principal: Principal, state: CountyDispatch, cadre_id: str) -> bool:
+    township = _cadre_township(state, cadre_id)
+    return township is None or _visible(principal, township)
+
+
+def _page(
+    items: Iterable[T],
+    key: Callable[[T], str],
+    view: Callable[[T], V],
+    *,
+    limit: int,
+    after: str | None,
+) -> Page[V]:
+    """The page after ``after`` of ``items`` by ``key``, each shown as its ``view`` (made for
+    the page's items only)."""
+    page = paginate(items, key, after, limit)
+    return Page[V](items=tuple(view(item) for item in page.items), next=page.next)
 
 
 # --- the use cases --------------------------------------------------------------------------
@@ -388,16 +449,8 @@ class Dispatch:
     async def team(self, principal: Principal, county: str, team_id: str) -> TeamView:
         state = await self._county(principal, county)
         team = require_team(state, team_id)
-        township = state.villages[team.village_id].township
-        _ensure_reads(principal, county, township)
-        return TeamView(
-            team_id=team.team_id,
-            round_id=team.round_id,
-            village_id=team.village_id,
-            township=township,
-            formed_on=team.formed_on,
-            members=[AssignmentView.of(a) for a in state.team_members(team_id)],
-        )
+        _ensure_reads(principal, county, state.villages[team.village_id].township)
+        return TeamView.of(state, team)
 
     async def round_report(self, principal: Principal, county: str, round_id: str) -> RoundReport:
         state = await self._county(principal, county)
@@ -424,6 +477,82 @@ class Dispatch:
             if _visible(principal, state.villages[o.village_id].township)
         ]
 
+    # --- lists ------------------------------------------------------------------------------
+
+    async def villages(
+        self, principal: Principal, county: str, *, limit: int, after: str | None
+    ) -> Page[VillageView]:
+        """The county's villages the reader may see, by id."""
+        state = await self._county(principal, county)
+        return _page(
+            (v for v in state.villages.values() if _visible(principal, v.township)),
+            lambda v: v.village_id,
+            lambda v: VillageView.of(county, v),
+            limit=limit,
+            after=after,
+        )
+
+    async def cadres(
+        self, principal: Principal, county: str, *, limit: int, after: str | None
+    ) -> Page[CadreView]:
+        """The cadres whose file the county holds that the reader may see (those on post in
+        another township are left out), by id."""
+        state = await self._county(principal, county)
+        return _page(
+            (c for c in state.cadres.values() if _cadre_visible(principal, state, c.cadre_id)),
+            lambda c: c.cadre_id,
+            lambda c: CadreView.of(state, c),
+            limit=limit,
+            after=after,
+        )
+
+    async def rounds(
+        self, principal: Principal, county: str, *, limit: int, after: str | None
+    ) -> Page[RoundView]:
+        """The county's rounds (county-wide), by id."""
+        state = await self._county(principal, county)
+        return _page(
+            state.rounds.values(),
+            lambda r: r.round_id,
+            lambda r: RoundView.of(county, r),
+            limit=limit,
+            after=after,
+        )
+
+    async def teams(
+        self, principal: Principal, county: str, *, limit: int, after: str | None
+    ) -> Page[TeamView]:
+        """The teams of every round in the reader's township, by id."""
+        state = await self._county(principal, county)
+        return _page(
+            (
+                t
+                for t in state.teams.values()
+                if _visible(principal, state.villages[t.village_id].township)
+            ),
+            lambda t: t.team_id,
+            lambda t: TeamView.of(state, t),
+            limit=limit,
+            after=after,
+        )
+
+    async def assignments(
+        self, principal: Principal, county: str, *, limit: int, after: str | None
+    ) -> Page[AssignmentView]:
+        """Every assignment (active and ended) to a village in the reader's township, by id."""
+        state = await self._county(principal, county)
+        return _page(
+            (
+                a
+                for a in state.assignments.values()
+                if _visible(principal, state.villages[a.village_id].township)
+            ),
+            lambda a: a.assignment_id,
+            AssignmentView.of,
+            limit=limit,
+            after=after,
+        )
+
     async def candidates(
         self, principal: Principal, county: str, round_id: str, village_id: str
     ) -> CandidatesView:
@@ -443,6 +572,7 @@ __all__ = [
     "HandoverView",
     "ObligationView",
     "Policies",
+    "RoundView",
     "TeamView",
     "VillageView",
     "county_stream",

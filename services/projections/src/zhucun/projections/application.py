@@ -26,10 +26,8 @@ from zhucun.projections.audit import FileEntry, FilePage, end_of_day, export_csv
 from zhucun.projections.decisions.queries import (
     CadreDecisions,
     DecisionFilter,
-    DecisionList,
     EntryFilter,
     PoolEntry,
-    PoolList,
     PoolName,
     RecallDecision,
 )
@@ -49,6 +47,7 @@ from zhucun.projections.sources import SHANGHAI
 from zhucun.shared.auth import Principal, Role, Scope
 from zhucun.shared.commands import CommandAccepted, CommandPath, StreamModel
 from zhucun.shared.envelope import EventMetadata
+from zhucun.shared.pages import Page
 
 ExportFormat = Literal["json", "csv"]
 
@@ -88,14 +87,18 @@ class DecisionsReadModel(Protocol):
     async def decision(self, decision_id: str) -> RecallDecision | None: ...
 
     async def county_decisions(
-        self, county: str, status: DecisionFilter, limit: int
-    ) -> list[RecallDecision]: ...
+        self, county: str, status: DecisionFilter, limit: int, after: str | None
+    ) -> Page[RecallDecision]:
+        """A page of the county's decisions, by decision id, after ``after``."""
+        ...
 
     async def cadre(self, cadre_id: str) -> CadreDecisions: ...
 
     async def pool_entries(
-        self, county: str, pool: PoolName, status: EntryFilter, limit: int
-    ) -> list[PoolEntry]: ...
+        self, county: str, pool: PoolName, status: EntryFilter, limit: int, after: str | None
+    ) -> Page[PoolEntry]:
+        """A page of the county's pool, by entry id, after ``after``."""
+        ...
 
 
 # --- the audit trail (一人一档) ---------------------------------------------------------------
@@ -199,10 +202,16 @@ class DecisionQueries:
         self.decisions = decisions
 
     async def county_decisions(
-        self, principal: Principal, county: str, status: DecisionFilter, limit: int
-    ) -> DecisionList:
+        self,
+        principal: Principal,
+        county: str,
+        status: DecisionFilter,
+        limit: int,
+        after: str | None = None,
+    ) -> Page[RecallDecision]:
+        """A page of the county's decisions (by decision id)."""
         _reach(principal, county)
-        return DecisionList(items=await self.decisions.county_decisions(county, status, limit))
+        return await self.decisions.county_decisions(county, status, limit, after)
 
     async def cadre(self, principal: Principal, cadre_id: str) -> CadreDecisions:
         """A cadre's decisions and pool entries: 404 when nothing about the cadre has
@@ -227,9 +236,11 @@ class DecisionQueries:
         pool: PoolName,
         status: EntryFilter,
         limit: int,
-    ) -> PoolList:
+        after: str | None = None,
+    ) -> Page[PoolEntry]:
+        """A page of the county's pool (by entry id)."""
         _reach(principal, county)
-        return PoolList(items=await self.decisions.pool_entries(county, pool, status, limit))
+        return await self.decisions.pool_entries(county, pool, status, limit, after)
 
 
 class DismissalAccepted(CommandAccepted):

@@ -38,7 +38,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from zhucun.shared.kafka import client_options
-from zhucun.shared.pipeline import INFRASTRUCTURE_ERRORS, Batch, BatchPipeline, Projection
+from zhucun.shared.pipeline import Batch, BatchPipeline, Projection, is_permanent
 from zhucun.shared.projection import ProjectionRunner
 from zhucun.shared.replay.report import Built, RejectedRecord, ReplayError, TopicPartitionKey
 from zhucun.shared.replay.schemas import REBUILD_SUFFIX, quote, schema_exists
@@ -367,8 +367,8 @@ class Replay:
                     # A crash loses at most the last batches, offsets and model together.
                     outcome = await self.pipeline.commit(conn, batch, synchronous_commit=False)
                     break
-                except INFRASTRUCTURE_ERRORS as error:
-                    if not retries or attempt == WRITE_ATTEMPTS:
+                except Exception as error:
+                    if is_permanent(error) or not retries or attempt == WRITE_ATTEMPTS:
                         raise
                     self._log.warning(
                         "replay.batch_failed", error=type(error).__name__, attempt=attempt

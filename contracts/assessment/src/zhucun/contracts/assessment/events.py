@@ -18,21 +18,54 @@ Streams (one consistency boundary each):
   one result per cadre.
 
 Grades are English slugs; the Chinese terms are in the enums' comments.
+
+Every field is bounded with the types of ``zhucun.shared.bounds`` (ids, names, texts, dates
+of the window, quarters, years, strict counts and scores), so the AsyncAPI document shows
+each bound as the service enforces it; lists of cadres are at most a county's cadres
+(:data:`COUNTY_CADRES_MAX`) and hold each cadre once. The bounds were tightened without a
+schema version bump, Zhucun not being in production yet: an event written earlier decodes as
+before when its values lie within them (all the service's own deciders ever produced from
+sane input do); one outside them (a NUL in a finding, the year 2100) no longer decodes.
 """
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from zhucun.shared.bounds import (
+    BusinessDate,
+    Count,
+    Flag,
+    Id,
+    Name,
+    Note,
+    Percent,
+    PositiveCount,
+    Quarter,
+    Text,
+    Year,
+)
 from zhucun.shared.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
 
-QUARTER_PATTERN = r"^\d{4}-Q[1-4]$"
+#: A villager evaluation's period: a year (``2025``) or a quarter (``2025-Q2``) of the window.
+EVALUATION_PERIOD_PATTERN: Final = r"^20\d{2}(-Q[1-4])?$"
+#: A GB/T 2260 division code as the routes take it (``zhucun.shared.http.CountyCode``): a
+#: county's six digits, or a prefecture's four or a province's two.
+COUNTY_PATTERN: Final = r"^\d{2}(\d{2}){0,2}$"
+#: The most cadres one county holds (a county sends a few hundred; ten thousand is far
+#: above any): the bound of every list of a county's cadres.
+COUNTY_CADRES_MAX: Final = 10_000
+
+County = Annotated[str, StringConstraints(pattern=COUNTY_PATTERN)]
+EvaluationPeriod = Annotated[str, StringConstraints(pattern=EVALUATION_PERIOD_PATTERN)]
+#: A policy pack's version, as events record it (``reference-2021``): a name, as the pack's
+#: file may give it.
+PolicyVersion = Name
 
 
 # --- vocabulary -----------------------------------------------------------------------------
@@ -71,10 +104,10 @@ class GradeCap(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    unexcused_absences: int = Field(ge=0)
+    unexcused_absences: Count
     #: The best grade those absences allow.
     best_allowed: AnnualGrade
-    reason: str
+    reason: Note
 
 
 class ListEntry(BaseModel):
@@ -82,9 +115,26 @@ class ListEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    rank: int = Field(ge=1)
-    cadre_id: str
-    score: float
+    rank: Annotated[PositiveCount, Field(le=COUNTY_CADRES_MAX)]
+    cadre_id: Id
+    score: Percent
+
+
+def _each_cadre_once(entries: tuple[ListEntry, ...]) -> tuple[ListEntry, ...]:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.cadre_id in seen:
+            raise ValueError(f"cadre {entry.cadre_id!r} is on the list twice")
+        seen.add(entry.cadre_id)
+    return entries
+
+
+#: A red or blue list: at most a county's cadres, each once.
+CadreList = Annotated[
+    tuple[ListEntry, ...],
+    Field(max_length=COUNTY_CADRES_MAX, json_schema_extra={"x-unique-by": "cadre_id"}),
+    AfterValidator(_each_cadre_once),
+]
 
 
 # --- per cadre (stream assessment-cadre-{cadre}) --------------------------------------------
@@ -96,15 +146,15 @@ class CadreInspected(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.CadreInspected"
     key_field: ClassVar[str] = "cadre_id"
-    inspection_id: str
+    inspection_id: Id
     kind: InspectionKind
-    cadre_id: str
-    county: str
-    township: str
-    held_on: date
-    findings: str = Field(default="", max_length=10_000)
+    cadre_id: Id
+    county: County
+    township: Name
+    held_on: BusinessDate
+    findings: Text = ""
     #: Problems found that must be put right (0 when all was in order).
-    problems_found: int = Field(default=0, ge=0)
+    problems_found: Count = 0
 
 
 @registry.register
@@ -114,12 +164,12 @@ class VillagerEvaluationRecorded(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.VillagerEvaluationRecorded"
     key_field: ClassVar[str] = "cadre_id"
-    evaluation_id: str
-    cadre_id: str
-    county: str
-    period: str = Field(pattern=r"^\d{4}(-Q[1-4])?$")
-    satisfaction: float = Field(ge=0, le=100)
-    respondents: int = Field(ge=1)
+    evaluation_id: Id
+    cadre_id: Id
+    county: County
+    period: EvaluationPeriod
+    satisfaction: Percent
+    respondents: PositiveCount
 
 
 @registry.register
@@ -129,14 +179,14 @@ class TermAssessed(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.TermAssessed"
     key_field: ClassVar[str] = "cadre_id"
-    assignment_id: str
-    cadre_id: str
-    county: str
-    term_end: date
+    assignment_id: Id
+    cadre_id: Id
+    county: County
+    term_end: BusinessDate
     proposed_grade: AnnualGrade
     grade: AnnualGrade
     cap: GradeCap | None = None
-    policy_version: str
+    policy_version: PolicyVersion
 
 
 @registry.register
@@ -145,13 +195,13 @@ class SanctionRecorded(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.SanctionRecorded"
     key_field: ClassVar[str] = "cadre_id"
-    sanction_id: str
-    cadre_id: str
-    county: str
-    kind: str = Field(min_length=1, max_length=200)
-    decided_on: date
-    authority: str = Field(min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=5_000)
+    sanction_id: Id
+    cadre_id: Id
+    county: County
+    kind: Name
+    decided_on: BusinessDate
+    authority: Name
+    reason: Note = ""
 
 
 # --- per team (stream assessment-team-{team}) -----------------------------------------------
@@ -163,15 +213,15 @@ class TeamInspected(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.TeamInspected"
     key_field: ClassVar[str] = "village_id"
-    inspection_id: str
+    inspection_id: Id
     kind: InspectionKind
-    team_id: str
-    village_id: str
-    county: str
-    township: str
-    held_on: date
-    findings: str = Field(default="", max_length=10_000)
-    problems_found: int = Field(default=0, ge=0)
+    team_id: Id
+    village_id: Id
+    county: County
+    township: Name
+    held_on: BusinessDate
+    findings: Text = ""
+    problems_found: Count = 0
 
 
 # --- quarters (stream assessment-quarter-{county}-{quarter}) --------------------------------
@@ -184,16 +234,16 @@ class QuarterlyAssessed(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.QuarterlyAssessed"
     key_field: ClassVar[str] = "cadre_id"
-    cadre_id: str
-    county: str
-    township: str
-    quarter: str = Field(pattern=QUARTER_PATTERN)
-    township_score: float = Field(ge=0, le=100)
-    villager_score: float = Field(ge=0, le=100)
-    county_panel_score: float = Field(ge=0, le=100)
-    score: float = Field(ge=0, le=100)
+    cadre_id: Id
+    county: County
+    township: Name
+    quarter: Quarter
+    township_score: Percent
+    villager_score: Percent
+    county_panel_score: Percent
+    score: Percent
     grade: QuarterlyGrade
-    policy_version: str
+    policy_version: PolicyVersion
 
 
 @registry.register
@@ -203,10 +253,10 @@ class AdmonitionTalksRequired(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AdmonitionTalksRequired"
     key_field: ClassVar[str] = "cadre_id"
-    obligation_id: str
-    cadre_id: str
-    quarter: str = Field(pattern=QUARTER_PATTERN)
-    due_on: date
+    obligation_id: Id
+    cadre_id: Id
+    quarter: Quarter
+    due_on: BusinessDate
 
 
 @registry.register
@@ -215,11 +265,11 @@ class AdmonitionTalkHeld(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AdmonitionTalkHeld"
     key_field: ClassVar[str] = "cadre_id"
-    obligation_id: str
-    cadre_id: str
+    obligation_id: Id
+    cadre_id: Id
     by: TalkBy
-    held_on: date
-    note: str = Field(default="", max_length=5_000)
+    held_on: BusinessDate
+    note: Note = ""
 
 
 @registry.register
@@ -229,10 +279,10 @@ class AdmonitionTalksCompleted(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AdmonitionTalksCompleted"
     key_field: ClassVar[str] = "cadre_id"
-    obligation_id: str
-    cadre_id: str
-    completed_on: date
-    overdue: bool
+    obligation_id: Id
+    cadre_id: Id
+    completed_on: BusinessDate
+    overdue: Flag
 
 
 @registry.register
@@ -242,14 +292,14 @@ class RedBlueListsPublished(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.RedBlueListsPublished"
     key_field: ClassVar[str] = "county"
-    list_id: str
-    county: str
-    quarter: str = Field(pattern=QUARTER_PATTERN)
-    red: tuple[ListEntry, ...]
-    blue: tuple[ListEntry, ...]
-    cadres_ranked: int = Field(ge=0)
-    published_on: date
-    policy_version: str
+    list_id: Id
+    county: County
+    quarter: Quarter
+    red: CadreList
+    blue: CadreList
+    cadres_ranked: Annotated[Count, Field(le=COUNTY_CADRES_MAX)]
+    published_on: BusinessDate
+    policy_version: PolicyVersion
 
 
 # --- annual rounds (stream assessment-annual-{county}-{year}) -------------------------------
@@ -261,10 +311,10 @@ class AnnualRoundOpened(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AnnualRoundOpened"
     key_field: ClassVar[str] = "county"
-    round_id: str
-    county: str
-    year: int = Field(ge=2000, le=2100)
-    opened_on: date
+    round_id: Id
+    county: County
+    year: Year
+    opened_on: BusinessDate
 
 
 @registry.register
@@ -274,14 +324,14 @@ class AnnualGradeProposed(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AnnualGradeProposed"
     key_field: ClassVar[str] = "cadre_id"
-    round_id: str
-    county: str
-    year: int
-    cadre_id: str
+    round_id: Id
+    county: County
+    year: Year
+    cadre_id: Id
     proposed_grade: AnnualGrade
     grade: AnnualGrade
     cap: GradeCap | None = None
-    policy_version: str
+    policy_version: PolicyVersion
 
 
 @registry.register
@@ -292,14 +342,14 @@ class AnnualRoundFinalised(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AnnualRoundFinalised"
     key_field: ClassVar[str] = "county"
-    round_id: str
-    county: str
-    year: int
-    finalised_on: date
-    cadres_assessed: int = Field(ge=0)
-    excellent: int = Field(ge=0)
-    excellent_cap: int = Field(ge=0)
-    policy_version: str
+    round_id: Id
+    county: County
+    year: Year
+    finalised_on: BusinessDate
+    cadres_assessed: Annotated[Count, Field(le=COUNTY_CADRES_MAX)]
+    excellent: Annotated[Count, Field(le=COUNTY_CADRES_MAX)]
+    excellent_cap: Annotated[Count, Field(le=COUNTY_CADRES_MAX)]
+    policy_version: PolicyVersion
 
 
 @registry.register
@@ -308,9 +358,9 @@ class AnnualResultIssued(DomainEvent):
 
     event_type: ClassVar[str] = "assessment.AnnualResultIssued"
     key_field: ClassVar[str] = "cadre_id"
-    round_id: str
-    county: str
-    year: int
-    cadre_id: str
+    round_id: Id
+    county: County
+    year: Year
+    cadre_id: Id
     grade: AnnualGrade
     cap: GradeCap | None = None

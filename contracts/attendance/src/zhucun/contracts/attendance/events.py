@@ -16,19 +16,85 @@ Days are calendar days in Asia/Shanghai. Streams (one decision's consistency bou
 ``attendance-month-{cadre}-{YYYY-MM}`` holds the month's presence evidence, spot checks and its
 close; ``attendance-leave-{cadre}`` the cadre's leave; ``attendance-work-{cadre}`` the work
 diary and household visits.
+
+Bounds (``zhucun.shared.bounds``, docs/domain.md "Bounds of the contracts"): ids are ``Id``
+(the pack's version too), free text is a ``Note`` (notes, findings, reasons, a purpose) or a
+``Text`` (a diary entry), days are ``BusinessDate`` and moments ``Timestamp``, a month is a
+``Month``; every count is a strict integer within what its period can hold (a month's days
+at most 31, a leave's at most 366), a kept distance at most half the earth's circumference, a
+confirmation's days distinct and of one month. These bounds were tightened without a schema
+version: Zhucun is not in production, so an event stored under the earlier, looser bounds
+(an id with a space, say) needs no upcaster.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Hashable
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
+from zhucun.shared.bounds import (
+    BusinessDate,
+    Count,
+    Flag,
+    Id,
+    Month,
+    Note,
+    Text,
+    Timestamp,
+)
 from zhucun.shared.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
+
+_H = TypeVar("_H", bound=Hashable)
+
+#: The longest leave one request may take (a leap year).
+MAX_LEAVE_DAYS: Final = 366
+#: The most days a month has.
+MONTH_DAYS_MAX: Final = 31
+#: Two points of the earth are at most half its circumference apart (20,015 km on the mean
+#: sphere): a kept distance never exceeds this, rounded up.
+DISTANCE_MAX_M: Final = 20_020_000
+#: Two check-ins of one month are less than 31 days apart.
+MINUTES_APART_MAX: Final = MONTH_DAYS_MAX * 24 * 60
+#: A speed no journey between villages reaches (a pack's ``max_travel_speed_kmh`` is below).
+SPEED_MAX_KMH: Final = 1_000.0
+
+
+def _distinct(items: tuple[_H, ...]) -> tuple[_H, ...]:
+    if len(set(items)) != len(items):
+        raise ValueError("must not hold an item twice")
+    return items
+
+
+#: ``uniqueItems`` in the schemas.
+_UNIQUE: Final = Field(json_schema_extra={"uniqueItems": True})
+
+#: Days of one month (0 to 31), strictly an integer.
+MonthDays = Annotated[int, Strict(), Field(ge=0, le=MONTH_DAYS_MAX)]
+#: Days of one leave (1 to 366), strictly an integer.
+LeaveDays = Annotated[int, Strict(), Field(ge=1, le=MAX_LEAVE_DAYS)]
+#: A distance kept of a location: metres from the village centre, rounded to 10 m.
+KeptDistance = Annotated[int, Strict(), Field(ge=0, le=DISTANCE_MAX_M, multiple_of=10)]
+#: Distinct days of one month, at most 31.
+MonthOfDays = Annotated[
+    tuple[BusinessDate, ...],
+    Field(min_length=1, max_length=MONTH_DAYS_MAX),
+    _UNIQUE,
+    AfterValidator(_distinct),
+]
+#: The assignments covering some day of a month, each once.
+MonthAssignments = Annotated[
+    tuple[Id, ...],
+    Field(min_length=1, max_length=MONTH_DAYS_MAX),
+    _UNIQUE,
+    AfterValidator(_distinct),
+]
+#: A diary entry: not empty.
+DiaryText = Annotated[Text, Field(min_length=1)]
 
 
 # --- vocabulary -----------------------------------------------------------------------------
@@ -57,9 +123,9 @@ class LocationEvidence(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    inside_geofence: bool
+    inside_geofence: Flag
     #: Distance from the village centre, rounded to the nearest 10 m.
-    distance_m: int = Field(ge=0, multiple_of=10)
+    distance_m: KeptDistance
 
 
 class TravelFlag(BaseModel):
@@ -71,10 +137,11 @@ class TravelFlag(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    other_check_in_id: str
-    minutes_apart: float = Field(ge=0)
-    min_distance_m: int = Field(ge=0)
-    max_speed_kmh: float = Field(gt=0)
+    other_check_in_id: Id
+    #: Both check-ins are of one month.
+    minutes_apart: Annotated[float, Strict(), Field(ge=0, le=MINUTES_APART_MAX)]
+    min_distance_m: Annotated[int, Strict(), Field(ge=0, le=DISTANCE_MAX_M)]
+    max_speed_kmh: Annotated[float, Strict(), Field(gt=0, le=SPEED_MAX_KMH)]
 
 
 # --- presence evidence (stream attendance-month-{cadre}-{month}) ------------------------------
@@ -92,12 +159,12 @@ class CheckInRecorded(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.CheckInRecorded"
     key_field: ClassVar[str] = "cadre_id"
-    check_in_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
-    occurred_at: datetime
-    day: date
+    check_in_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
+    occurred_at: Timestamp
+    day: BusinessDate
     location: LocationEvidence | None = None
     travel_flag: TravelFlag | None = None
 
@@ -108,17 +175,24 @@ class CheckInRecorded(DomainEvent):
 
 @registry.register
 class PresenceConfirmed(DomainEvent):
-    """The township confirmed the cadre's presence in the village on ``days`` (all in one
-    month): presence evidence equal to a check-in (the law forbids mandatory clock-in)."""
+    """The township confirmed the cadre's presence in the village on ``days`` (distinct, all
+    in one month): presence evidence equal to a check-in (the law forbids mandatory
+    clock-in)."""
 
     event_type: ClassVar[str] = "attendance.PresenceConfirmed"
     key_field: ClassVar[str] = "cadre_id"
-    confirmation_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
-    days: tuple[date, ...] = Field(min_length=1)
-    note: str = ""
+    confirmation_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
+    days: MonthOfDays
+    note: Note = ""
+
+    @model_validator(mode="after")
+    def _days_of_one_month(self) -> PresenceConfirmed:
+        if len({(day.year, day.month) for day in self.days}) > 1:
+            raise ValueError("the days of a confirmation event are of one month")
+        return self
 
 
 @registry.register
@@ -130,14 +204,14 @@ class SpotCheckRecorded(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.SpotCheckRecorded"
     key_field: ClassVar[str] = "cadre_id"
-    spot_check_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
-    day: date
+    spot_check_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
+    day: BusinessDate
     result: SpotCheckResult
-    excused_by_leave_id: str | None = None
-    findings: str = ""
+    excused_by_leave_id: Id | None = None
+    findings: Note = ""
 
     @property
     def unexcused_absence(self) -> bool:
@@ -163,24 +237,26 @@ class MonthClosed(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.MonthClosed"
     key_field: ClassVar[str] = "cadre_id"
-    cadre_id: str
+    cadre_id: Id
     #: ``YYYY-MM``.
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    assignment_ids: tuple[str, ...]
-    village_id: str
-    days_in_month: int = Field(ge=28, le=31)
-    days_in_post: int = Field(ge=0, le=31)
-    presence_days: int = Field(ge=0, le=31)
-    business_days: int = Field(ge=0, le=31)
-    in_village_days: int = Field(ge=0, le=31)
-    personal_leave_days: int = Field(ge=0, le=31)
-    sick_leave_days: int = Field(ge=0, le=31)
-    eligible_days: int = Field(ge=0, le=31)
-    required_days: int = Field(ge=0, le=31)
-    shortfall: int = Field(ge=0, le=31)
-    spot_checks: int = Field(ge=0)
-    unexcused_absences: int = Field(ge=0)
-    policy_version: str
+    month: Month
+    #: The assignments covering some day of the month, in the order they began.
+    assignment_ids: MonthAssignments
+    village_id: Id
+    days_in_month: Annotated[int, Strict(), Field(ge=28, le=MONTH_DAYS_MAX)]
+    days_in_post: MonthDays
+    presence_days: MonthDays
+    business_days: MonthDays
+    in_village_days: MonthDays
+    personal_leave_days: MonthDays
+    sick_leave_days: MonthDays
+    eligible_days: MonthDays
+    required_days: MonthDays
+    shortfall: MonthDays
+    #: Spot checks of the month (a township may make several a day).
+    spot_checks: Count
+    unexcused_absences: Count
+    policy_version: Id
 
     @property
     def compliant(self) -> bool:
@@ -198,17 +274,17 @@ class LeaveRequested(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.LeaveRequested"
     key_field: ClassVar[str] = "cadre_id"
-    leave_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
+    leave_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
     kind: LeaveKind
-    first_day: date
-    last_day: date
-    days: int = Field(ge=1)
-    purpose: str = ""
+    first_day: BusinessDate
+    last_day: BusinessDate
+    days: LeaveDays
+    purpose: Note = ""
     approval_level: ApprovalLevel
-    policy_version: str
+    policy_version: Id
 
 
 @registry.register
@@ -218,8 +294,8 @@ class LeaveApproved(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.LeaveApproved"
     key_field: ClassVar[str] = "cadre_id"
-    leave_id: str
-    cadre_id: str
+    leave_id: Id
+    cadre_id: Id
     approved_at_level: ApprovalLevel
 
 
@@ -229,9 +305,9 @@ class LeaveRejected(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.LeaveRejected"
     key_field: ClassVar[str] = "cadre_id"
-    leave_id: str
-    cadre_id: str
-    reason: str
+    leave_id: Id
+    cadre_id: Id
+    reason: Note
 
 
 @registry.register
@@ -240,9 +316,9 @@ class LeaveCancelled(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.LeaveCancelled"
     key_field: ClassVar[str] = "cadre_id"
-    leave_id: str
-    cadre_id: str
-    reason: str = ""
+    leave_id: Id
+    cadre_id: Id
+    reason: Note = ""
 
 
 # --- work record (stream attendance-work-{cadre}) -------------------------------------------
@@ -254,12 +330,12 @@ class DiaryEntryWritten(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.DiaryEntryWritten"
     key_field: ClassVar[str] = "cadre_id"
-    entry_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
-    day: date
-    text: str = Field(min_length=1, max_length=10_000)
+    entry_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
+    day: BusinessDate
+    text: DiaryText
 
 
 @registry.register
@@ -269,10 +345,10 @@ class HouseholdVisited(DomainEvent):
 
     event_type: ClassVar[str] = "attendance.HouseholdVisited"
     key_field: ClassVar[str] = "cadre_id"
-    visit_id: str
-    cadre_id: str
-    assignment_id: str
-    village_id: str
-    household_id: str
-    visited_on: date
-    note: str = Field(default="", max_length=2_000)
+    visit_id: Id
+    cadre_id: Id
+    assignment_id: Id
+    village_id: Id
+    household_id: Id
+    visited_on: BusinessDate
+    note: Note = ""

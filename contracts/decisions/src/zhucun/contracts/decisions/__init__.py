@@ -14,6 +14,6 @@ TOPIC: Final = "decisions.events.v1"
 #: The CloudEvents ``source`` of the topic's records.
 SOURCE: Final = "/zhucun/projections"
 #: The contract's version, in the AsyncAPI document; bump it when an event changes.
-CONTRACT_VERSION: Final = "1.0.0"
+CONTRACT_VERSION: Final = "1.1.0"
 
 __all__ = ["CONTRACT_VERSION", "SOURCE", "TOPIC"]

@@ -11,19 +11,58 @@ whole lifecycle on the village's key); round events, which concern neither, use 
 
 Vocabulary values (enums) are English slugs; the Chinese terms are in the docstrings.
 Personal data is limited to what the rules need: no names, a birth *year*, no contact data.
+
+Bounds (``zhucun.shared.bounds``, docs/domain.md "Bounds of the contracts"): ids are ``Id``
+(township codes too: they travel in tokens, paths and keys), a county is its division code
+(``County``), typed names are ``Name``, a recall's reason is a ``Note``, dates are
+``BusinessDate`` (joining the Party a ``HistoricDate``), counts are strict ``Count``, a
+geofence is a latitude, a longitude and 1 to 50,000 metres, and a list of vocabulary values
+holds each value at most once. The bounds were tightened in version 1.1.0 without a schema
+version: Zhucun is not in production, so no stored event needs an upcaster (one written
+before that breaks them, such as a 10^12 m radius, no longer decodes, as intended).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Hashable
 from enum import StrEnum
-from typing import ClassVar
+from typing import Annotated, ClassVar, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
+from zhucun.shared.bounds import (
+    COUNT_MAX,
+    BusinessDate,
+    Count,
+    Flag,
+    HistoricDate,
+    Id,
+    Latitude,
+    Longitude,
+    Name,
+    Note,
+    RadiusMetres,
+)
 from zhucun.shared.events import DomainEvent, EventRegistry
 
 registry = EventRegistry()
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+def _distinct(items: tuple[_H, ...]) -> tuple[_H, ...]:
+    if len(set(items)) != len(items):
+        raise ValueError("must not hold an item twice")
+    return items
+
+
+#: A GB/T 2260 division code, as the routes take it (``zhucun.shared.http.CountyCode``): a
+#: county's six digits (or a prefecture's four, a province's two).
+COUNTY_PATTERN: Final = r"^\d{2}(\d{2}){0,2}$"
+County = Annotated[str, StringConstraints(pattern=COUNTY_PATTERN)]
+
+#: ``uniqueItems`` in the schemas: a list of vocabulary values holds each at most once.
+_UNIQUE: Final = Field(json_schema_extra={"uniqueItems": True})
 
 
 # --- vocabulary -----------------------------------------------------------------------------
@@ -101,14 +140,49 @@ class HandoverItem(StrEnum):
     TRAINING = "training"  # 一次培训
 
 
+#: A village's categories, each at most once.
+Categories = Annotated[
+    tuple[VillageCategory, ...],
+    Field(max_length=len(VillageCategory)),
+    _UNIQUE,
+    AfterValidator(_distinct),
+]
+#: Needs or skills, each at most once.
+Expertises = Annotated[
+    tuple[Expertise, ...],
+    Field(max_length=len(Expertise)),
+    _UNIQUE,
+    AfterValidator(_distinct),
+]
+#: Items of the handover 五个一, each at most once.
+HandoverItems = Annotated[
+    tuple[HandoverItem, ...],
+    Field(max_length=len(HandoverItem)),
+    _UNIQUE,
+    AfterValidator(_distinct),
+]
+#: A difference of two counts.
+CountChange = Annotated[int, Strict(), Field(ge=-COUNT_MAX, le=COUNT_MAX)]
+#: A soft rule's stable code: a lower-case slug.
+WarningCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+#: A cadre's birth year: of working age at some point of the system's window.
+BirthYear = Annotated[int, Strict(), Field(ge=1940, le=2015)]
+#: Years of rural work: at most a working life.
+RuralYears = Annotated[int, Strict(), Field(ge=0, le=60)]
+#: Soft rules a decision checks are few (four for an assignment, one per unit level at a
+#: round's close): far above them.
+WARNINGS_MAX: Final = 16
+
+
 class Geofence(BaseModel):
-    """The village's presence circle (attendance checks evidence against it)."""
+    """The village's presence circle (attendance checks evidence against it): at most
+    50 km across (a mountain village's scattered hamlets)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    radius_m: int = Field(gt=0)
+    latitude: Latitude
+    longitude: Longitude
+    radius_m: RadiusMetres
 
 
 class RuleWarning(BaseModel):
@@ -116,8 +190,12 @@ class RuleWarning(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    code: str
-    message: str
+    code: WarningCode
+    message: Note
+
+
+#: The soft rules a decision did not meet.
+RuleWarnings = Annotated[tuple[RuleWarning, ...], Field(max_length=WARNINGS_MAX)]
 
 
 class LevelComparison(BaseModel):
@@ -126,12 +204,12 @@ class LevelComparison(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     level: UnitLevel
-    sent: int
-    previous: int | None
+    sent: Count
+    previous: Count | None
     #: ``sent - previous``; None for a county's first round.
-    change: int | None
+    change: CountChange | None
     #: The principle "省市只增不减、县级只减不增" is broken at this level.
-    violation: bool
+    violation: Flag
 
 
 class RoundReport(BaseModel):
@@ -139,10 +217,11 @@ class RoundReport(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    round_id: str
-    previous_round_id: str | None
-    teams: int
-    levels: tuple[LevelComparison, ...]
+    round_id: Id
+    previous_round_id: Id | None
+    teams: Count
+    #: One entry per unit level.
+    levels: Annotated[tuple[LevelComparison, ...], Field(max_length=len(UnitLevel))]
 
     @property
     def violations(self) -> tuple[LevelComparison, ...]:
@@ -156,14 +235,15 @@ class RoundReport(BaseModel):
 
 
 class _VillageProfile(DomainEvent):
-    village_id: str
-    name: str
-    township: str
-    categories: tuple[VillageCategory, ...]
+    village_id: Id
+    name: Name
+    #: The township's code (the one a township user's token names).
+    township: Id
+    categories: Categories
     geofence: Geofence
-    households: int
+    households: Count
     #: People under poverty-relapse monitoring (防返贫监测对象); drives the team size.
-    monitored_population: int
+    monitored_population: Count
 
 
 @registry.register
@@ -172,7 +252,7 @@ class VillageRegistered(_VillageProfile):
 
     event_type: ClassVar[str] = "dispatch.VillageRegistered"
     key_field: ClassVar[str] = "village_id"
-    county: str
+    county: County
 
 
 @registry.register
@@ -190,24 +270,24 @@ class VillageNeedsDeclared(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.VillageNeedsDeclared"
     key_field: ClassVar[str] = "village_id"
-    village_id: str
-    needs: tuple[Expertise, ...]
-    declared_on: date
+    village_id: Id
+    needs: Expertises
+    declared_on: BusinessDate
 
 
 # --- cadres ---------------------------------------------------------------------------------
 
 
 class _CadreProfile(DomainEvent):
-    cadre_id: str
-    sending_unit: str
+    cadre_id: Id
+    sending_unit: Name
     unit_kind: UnitKind
     unit_level: UnitLevel
-    birth_year: int
+    birth_year: BirthYear
     #: Date of admission to the party; None when not a party member.
-    party_member_since: date | None
-    rural_experience_years: int
-    skills: tuple[Expertise, ...]
+    party_member_since: HistoricDate | None
+    rural_experience_years: RuralYears
+    skills: Expertises
 
 
 @registry.register
@@ -217,7 +297,7 @@ class CadreRegistered(_CadreProfile):
 
     event_type: ClassVar[str] = "dispatch.CadreRegistered"
     key_field: ClassVar[str] = "cadre_id"
-    county: str
+    county: County
 
 
 @registry.register
@@ -237,10 +317,10 @@ class RoundOpened(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.RoundOpened"
     key_field: ClassVar[str] = "county"
-    round_id: str
-    county: str
-    name: str
-    opened_on: date
+    round_id: Id
+    county: County
+    name: Name
+    opened_on: BusinessDate
 
 
 @registry.register
@@ -249,11 +329,11 @@ class TeamFormed(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.TeamFormed"
     key_field: ClassVar[str] = "village_id"
-    team_id: str
-    round_id: str
-    county: str
-    village_id: str
-    formed_on: date
+    team_id: Id
+    round_id: Id
+    county: County
+    village_id: Id
+    formed_on: BusinessDate
 
 
 @registry.register
@@ -269,19 +349,19 @@ class CadreAssigned(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.CadreAssigned"
     key_field: ClassVar[str] = "cadre_id"
-    assignment_id: str
-    cadre_id: str
-    team_id: str
-    round_id: str
-    county: str
-    village_id: str
+    assignment_id: Id
+    cadre_id: Id
+    team_id: Id
+    round_id: Id
+    county: County
+    village_id: Id
     role: Role
     kind: AssignmentKind
-    replaces: str | None = None
-    term_start: date
-    term_end: date
-    warnings: tuple[RuleWarning, ...] = ()
-    policy_version: str
+    replaces: Id | None = None
+    term_start: BusinessDate
+    term_end: BusinessDate
+    warnings: RuleWarnings = ()
+    policy_version: Id
 
 
 @registry.register
@@ -292,11 +372,11 @@ class AssignmentEnded(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.AssignmentEnded"
     key_field: ClassVar[str] = "cadre_id"
-    assignment_id: str
-    cadre_id: str
-    team_id: str
-    village_id: str
-    ended_on: date
+    assignment_id: Id
+    cadre_id: Id
+    team_id: Id
+    village_id: Id
+    ended_on: BusinessDate
     reason: EndReason
 
 
@@ -308,13 +388,13 @@ class CadreRecalled(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.CadreRecalled"
     key_field: ClassVar[str] = "cadre_id"
-    assignment_id: str
-    cadre_id: str
-    team_id: str
-    village_id: str
-    recalled_on: date
-    reason: str
-    decision_id: str | None = None
+    assignment_id: Id
+    cadre_id: Id
+    team_id: Id
+    village_id: Id
+    recalled_on: BusinessDate
+    reason: Note
+    decision_id: Id | None = None
 
 
 @registry.register
@@ -323,12 +403,12 @@ class ReplacementObligationOpened(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.ReplacementObligationOpened"
     key_field: ClassVar[str] = "village_id"
-    obligation_id: str
-    team_id: str
-    village_id: str
+    obligation_id: Id
+    team_id: Id
+    village_id: Id
     role: Role
-    vacated_assignment_id: str
-    opened_on: date
+    vacated_assignment_id: Id
+    opened_on: BusinessDate
 
 
 @registry.register
@@ -337,11 +417,11 @@ class ReplacementObligationClosed(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.ReplacementObligationClosed"
     key_field: ClassVar[str] = "village_id"
-    obligation_id: str
-    team_id: str
-    village_id: str
-    replacement_assignment_id: str
-    closed_on: date
+    obligation_id: Id
+    team_id: Id
+    village_id: Id
+    replacement_assignment_id: Id
+    closed_on: BusinessDate
 
 
 @registry.register
@@ -351,16 +431,16 @@ class TownshipLeaderAppointed(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.TownshipLeaderAppointed"
     key_field: ClassVar[str] = "cadre_id"
-    appointment_id: str
-    county: str
-    township: str
-    cadre_id: str
-    assignment_id: str
-    term_start: date
-    term_end: date
+    appointment_id: Id
+    county: County
+    township: Id
+    cadre_id: Id
+    assignment_id: Id
+    term_start: BusinessDate
+    term_end: BusinessDate
     #: Active assignments in the township at the appointment (the rule's evidence).
-    cadres_in_township: int
-    policy_version: str
+    cadres_in_township: Count
+    policy_version: Id
 
 
 # --- handovers ------------------------------------------------------------------------------
@@ -373,14 +453,14 @@ class HandoverOpened(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.HandoverOpened"
     key_field: ClassVar[str] = "village_id"
-    handover_id: str
-    village_id: str
-    predecessor_cadre_id: str
-    predecessor_assignment_id: str
-    successor_cadre_id: str
-    successor_assignment_id: str
-    opened_on: date
-    items: tuple[HandoverItem, ...]
+    handover_id: Id
+    village_id: Id
+    predecessor_cadre_id: Id
+    predecessor_assignment_id: Id
+    successor_cadre_id: Id
+    successor_assignment_id: Id
+    opened_on: BusinessDate
+    items: HandoverItems
 
 
 @registry.register
@@ -389,10 +469,10 @@ class HandoverItemCompleted(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.HandoverItemCompleted"
     key_field: ClassVar[str] = "village_id"
-    handover_id: str
-    village_id: str
+    handover_id: Id
+    village_id: Id
     item: HandoverItem
-    completed_on: date
+    completed_on: BusinessDate
 
 
 @registry.register
@@ -401,22 +481,27 @@ class HandoverCompleted(DomainEvent):
 
     event_type: ClassVar[str] = "dispatch.HandoverCompleted"
     key_field: ClassVar[str] = "village_id"
-    handover_id: str
-    village_id: str
-    completed_on: date
+    handover_id: Id
+    village_id: Id
+    completed_on: BusinessDate
 
 
 @registry.register
 class RoundClosed(DomainEvent):
     """The round's dispatching is done: team sizes and first secretaries were checked, and
     ``report`` compares the numbers sent per unit level with the county's previous round,
-    flagging breaches of "省市只增不减、县级只减不增". Recalls, replacements and reinforcements
-    of the round's teams continue after the close."""
+    flagging breaches of "省市只增不减、县级只减不增"; each breach is also a ``warnings`` entry
+    (``unit_level_decreased`` for province and city units, ``county_level_increased`` for
+    county units). Recalls, replacements and reinforcements of the round's teams continue
+    after the close."""
 
     event_type: ClassVar[str] = "dispatch.RoundClosed"
     key_field: ClassVar[str] = "county"
-    round_id: str
-    county: str
-    closed_on: date
+    round_id: Id
+    county: County
+    closed_on: BusinessDate
     report: RoundReport
-    policy_version: str
+    #: One per breach of the principle, as the report's violations (new in 1.1.0 of the
+    #: contract: a record of 1.0.0, without it, decodes with none).
+    warnings: RuleWarnings = ()
+    policy_version: Id

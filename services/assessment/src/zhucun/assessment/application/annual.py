@@ -5,7 +5,9 @@
 Each command's consistency boundary is the round's stream
 (``assessment-annual-{county}-{YYYY}``): the 优秀 share is counted over every proposal in it,
 so a proposal appended concurrently makes the finalisation decide again. A round's rules are
-those of the pack in force on the year's last day. Only the county (an org admin) runs it.
+those of the pack in force on the year's last day. Only the county (an org admin) runs it,
+on the application's today (China's calendar): a round opens from 1 December of its year,
+its grades from 31 December (the decider's ``YearNotOver``).
 """
 
 from __future__ import annotations
@@ -59,12 +61,13 @@ async def propose_annual_grade(
 
     def decide(state: AnnualState) -> list[DomainEvent]:
         command = ProposeAnnualGrade(
-            round_id=state.round_id or "",
+            round_id=state.round_id,
             county=county,
             year=year,
             post=post,
             grade=grade,
             attendance=facts,
+            today=app.today(),
         )
         return domain.propose_annual_grade(command, state, pack)
 
@@ -80,7 +83,7 @@ async def finalise_annual_round(
 
     def decide(state: AnnualState) -> list[DomainEvent]:
         command = FinaliseAnnualRound(
-            round_id=state.round_id or "", county=county, year=year, today=app.today()
+            round_id=state.round_id, county=county, year=year, today=app.today()
         )
         return domain.finalise_annual_round(command, state, pack)
 

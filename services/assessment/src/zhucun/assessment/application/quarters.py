@@ -10,6 +10,7 @@ pack in force on its last day.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 from datetime import date
 
@@ -29,7 +30,19 @@ from zhucun.assessment.domain import (
 )
 from zhucun.contracts.assessment.events import TalkBy
 from zhucun.shared.auth import Principal
+from zhucun.shared.bounds import ID_MAX_LENGTH
 from zhucun.shared.commands import CommandAccepted
+
+
+def obligation_id(cadre_id: str, quarter: str) -> str:
+    """The id of the 双约谈 obligation a cadre's quarterly 一般 opens: one per cadre and
+    quarter (a repeated command opens the same one), ``talks-{cadre}-{quarter}``; a cadre id
+    too long for that to be an id is replaced by its digest (still one per cadre)."""
+    readable = f"talks-{cadre_id}-{quarter}"
+    if len(readable) <= ID_MAX_LENGTH:
+        return readable
+    digest = hashlib.sha256(cadre_id.encode()).hexdigest()[:32]
+    return f"talks-{digest}-{quarter}"
 
 
 async def assess_quarter(
@@ -53,8 +66,7 @@ async def assess_quarter(
         township_score=township_score,
         villager_score=villager_score,
         county_panel_score=county_panel_score,
-        # One obligation per cadre and quarter: a repeated command opens the same one.
-        obligation_id=f"talks-{cadre_id}-{quarter}",
+        obligation_id=obligation_id(cadre_id, quarter),
         today=app.today(),
     )
     return await app.run(
@@ -133,6 +145,7 @@ async def quarter_record(
 
 __all__ = [
     "assess_quarter",
+    "obligation_id",
     "open_obligations",
     "publish_lists",
     "quarter_record",

@@ -46,6 +46,7 @@ from zhucun.assessment.domain.errors import (
     TermNotOver,
     UnknownObligation,
     WrongRound,
+    YearNotOver,
 )
 from zhucun.assessment.domain.periods import (
     annual_stream,
@@ -57,6 +58,7 @@ from zhucun.assessment.domain.periods import (
     quarter_bounds,
     quarter_of,
     quarter_stream,
+    round_opens_on,
     team_stream,
     year_bounds,
 )
@@ -139,6 +141,7 @@ __all__ = [
     "TermNotOver",
     "UnknownObligation",
     "WrongRound",
+    "YearNotOver",
     "annual_stream",
     "apply_cap",
     "assess_quarter",
@@ -177,6 +180,7 @@ __all__ = [
     "record_admonition_talk",
     "record_sanction",
     "record_villager_evaluation",
+    "round_opens_on",
     "team_stream",
     "year_bounds",
 ]

@@ -1,5 +1,12 @@
 """Deciders of a county's annual round (年终算总账): open, propose a grade per cadre, finalise.
 
+A round is opened from 1 December of its year on (年终考核 is prepared in the year's last
+month), never for a year that has not reached it; its grades are proposed and finalised from
+the year's last day (31 December) on, as a quarter is assessed from its last day: a grade of
+a year not over would grade months not lived yet. Both refusals are ``YearNotOver``
+(``year_not_over``), decided on the command's ``today`` (the application's clock, China's
+calendar); a repeat of what is already recorded stays a no-op.
+
 A proposal is capped by the cadre's unexcused spot-check absences of the year; a later
 proposal for the same cadre replaces the earlier one until the round is final. Finalising is
 refused while more cadres are 优秀 than floor(share x cadres assessed); a final round issues
@@ -7,6 +14,9 @@ one result per cadre.
 """
 
 from __future__ import annotations
+
+from datetime import date
+from typing import Literal
 
 from zhucun.assessment.domain.commands import (
     FinaliseAnnualRound,
@@ -20,9 +30,10 @@ from zhucun.assessment.domain.errors import (
     RoundAlreadyOpen,
     RoundNotOpen,
     WrongRound,
+    YearNotOver,
 )
 from zhucun.assessment.domain.guards import require_facts_of, require_overlaps
-from zhucun.assessment.domain.periods import year_bounds
+from zhucun.assessment.domain.periods import round_opens_on, year_bounds
 from zhucun.assessment.domain.policy import AssessmentPolicy
 from zhucun.assessment.domain.rules import capped_grade, excellent_cap
 from zhucun.assessment.domain.state import AnnualState
@@ -37,19 +48,27 @@ from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
 
 
-def _require_round(state: AnnualState, round_id: str, county: str, year: int) -> str:
+def _require_round(state: AnnualState, round_id: str | None, county: str, year: int) -> str:
     """The open round of the state, which the command names; its id."""
     if (state.county, state.year) != (county, year):
-        raise WrongRound(round_id, county, year, None)
+        raise WrongRound(round_id or "", county, year, None)
     if state.round_id is None:
         raise RoundNotOpen(county, year)
     if state.round_id != round_id:
-        raise WrongRound(round_id, county, year, state.round_id)
+        raise WrongRound(round_id or "", county, year, state.round_id)
     return state.round_id
 
 
+def _require_year_over(year: int, action: Literal["propose", "finalise"], today: date) -> None:
+    """Grades of ``year`` from its last day on (``action``: propose, finalise)."""
+    last = year_bounds(year)[1]
+    if today < last:
+        raise YearNotOver(year, action, last, today)
+
+
 def open_annual_round(command: OpenAnnualRound, state: AnnualState) -> list[DomainEvent]:
-    """Open the county's round for the year (once: the same round id again is a no-op)."""
+    """Open the county's round for the year (once: the same round id again is a no-op),
+    from 1 December of the year on."""
     if (state.county, state.year) != (command.county, command.year):
         raise ValueError(
             f"the decision needs the round of county {command.county} for {command.year},"
@@ -59,6 +78,9 @@ def open_annual_round(command: OpenAnnualRound, state: AnnualState) -> list[Doma
         if state.round_id == command.round_id:
             return []
         raise RoundAlreadyOpen(state.county, state.year, state.round_id)
+    opens = round_opens_on(command.year)
+    if command.today < opens:
+        raise YearNotOver(command.year, "open", opens, command.today)
     return [
         AnnualRoundOpened(
             round_id=command.round_id,
@@ -72,8 +94,8 @@ def open_annual_round(command: OpenAnnualRound, state: AnnualState) -> list[Doma
 def propose_annual_grade(
     command: ProposeAnnualGrade, state: AnnualState, pack: PolicyPack
 ) -> list[DomainEvent]:
-    """A grade for a cadre on post in the county during the year, capped by the year's
-    absences (the cap is recorded when it lowered the grade)."""
+    """A grade for a cadre on post in the county during the year, from the year's last day
+    on, capped by the year's absences (the cap is recorded when it lowered the grade)."""
     rules = pack.rules(AssessmentPolicy)
     round_id = _require_round(state, command.round_id, command.county, command.year)
     post = command.post
@@ -88,6 +110,7 @@ def propose_annual_grade(
         return []
     if state.finalised:
         raise RoundAlreadyFinalised(round_id)
+    _require_year_over(state.year, "propose", command.today)
     first, last = year_bounds(state.year)
     require_overlaps(post, first, last, str(state.year), state.county)
     return [
@@ -107,12 +130,13 @@ def propose_annual_grade(
 def finalise_annual_round(
     command: FinaliseAnnualRound, state: AnnualState, pack: PolicyPack
 ) -> list[DomainEvent]:
-    """The final round and one result per cadre (by cadre id); refused over the 优秀 cap.
-    Finalising a final round again is a no-op."""
+    """The final round and one result per cadre (by cadre id), from the year's last day on;
+    refused over the 优秀 cap. Finalising a final round again is a no-op."""
     rules = pack.rules(AssessmentPolicy)
     round_id = _require_round(state, command.round_id, command.county, command.year)
     if state.finalised:
         return []
+    _require_year_over(state.year, "finalise", command.today)
     if not state.proposals:
         raise NothingToFinalise(round_id)
     assessed = len(state.proposals)

@@ -6,15 +6,35 @@ dispatch (the cadre's posts: county, township, the assignment's end) and from at
 (unexcused spot-check absences in a year) comes from the service's replicas of those topics,
 looked up by the use cases (``zhucun.assessment.application``), as ``Post`` and
 ``AttendanceFacts`` values.
+
+Every field is bounded as the event contract bounds it (``zhucun.shared.bounds`` and
+``zhucun.contracts.assessment.events``): a command the HTTP edge could not have produced
+never reaches a decider, and every event a decider builds from one is within its contract.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from pydantic import BaseModel, ConfigDict
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from zhucun.contracts.assessment.events import QUARTER_PATTERN, AnnualGrade, InspectionKind, TalkBy
+from zhucun.contracts.assessment.events import (
+    AnnualGrade,
+    County,
+    EvaluationPeriod,
+    InspectionKind,
+    TalkBy,
+)
+from zhucun.shared.bounds import (
+    BusinessDate,
+    Count,
+    Id,
+    Name,
+    Note,
+    Percent,
+    PositiveCount,
+    Quarter,
+    Text,
+    Year,
+)
 from zhucun.shared.inputs import Input
 
 
@@ -27,16 +47,16 @@ class Post(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    assignment_id: str
-    cadre_id: str
-    team_id: str
-    village_id: str
-    township: str
-    county: str
-    term_start: date
-    term_end: date
+    assignment_id: Id
+    cadre_id: Id
+    team_id: Id
+    village_id: Id
+    township: Name
+    county: County
+    term_start: BusinessDate
+    term_end: BusinessDate
     #: Last day on post once the assignment ended (term completed or recalled).
-    ended_on: date | None = None
+    ended_on: BusinessDate | None = None
 
 
 class AttendanceFacts(BaseModel):
@@ -45,92 +65,99 @@ class AttendanceFacts(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    cadre_id: str
-    year: int
-    unexcused_absences: int = Field(ge=0)
+    cadre_id: Id
+    year: Year
+    unexcused_absences: Count
 
 
 class InspectCadre(Command):
-    inspection_id: str = Field(min_length=1, max_length=100)
+    inspection_id: Id
     kind: InspectionKind
     post: Post
-    held_on: date
-    findings: str = Field(default="", max_length=10_000)
-    problems_found: int = Field(default=0, ge=0)
-    today: date
+    held_on: BusinessDate
+    findings: Text = ""
+    problems_found: Count = 0
+    today: BusinessDate
 
 
 class InspectTeam(Command):
-    inspection_id: str = Field(min_length=1, max_length=100)
+    inspection_id: Id
     kind: InspectionKind
-    team_id: str
-    village_id: str
-    county: str
-    township: str
-    held_on: date
-    findings: str = Field(default="", max_length=10_000)
-    problems_found: int = Field(default=0, ge=0)
-    today: date
+    team_id: Id
+    village_id: Id
+    county: County
+    township: Name
+    held_on: BusinessDate
+    findings: Text = ""
+    problems_found: Count = 0
+    today: BusinessDate
 
 
 class RecordVillagerEvaluation(Command):
-    evaluation_id: str = Field(min_length=1, max_length=100)
+    evaluation_id: Id
     post: Post
-    period: str = Field(pattern=r"^\d{4}(-Q[1-4])?$")
-    satisfaction: float = Field(ge=0, le=100)
-    respondents: int = Field(ge=1)
+    period: EvaluationPeriod
+    satisfaction: Percent
+    respondents: PositiveCount
 
 
 class AssessQuarter(Command):
     """The quarterly inputs for one cadre (each part 0-100)."""
 
     post: Post
-    quarter: str = Field(pattern=QUARTER_PATTERN)
-    township_score: float = Field(ge=0, le=100)
-    villager_score: float = Field(ge=0, le=100)
-    county_panel_score: float = Field(ge=0, le=100)
+    quarter: Quarter
+    township_score: Percent
+    villager_score: Percent
+    county_panel_score: Percent
     #: Id of the 双约谈 obligation opened when the grade is 一般.
-    obligation_id: str = Field(min_length=1, max_length=100)
-    today: date
+    obligation_id: Id
+    today: BusinessDate
 
 
 class RecordAdmonitionTalk(Command):
-    obligation_id: str
-    cadre_id: str
+    obligation_id: Id
+    cadre_id: Id
     by: TalkBy
-    held_on: date
-    note: str = Field(default="", max_length=5_000)
-    today: date
+    held_on: BusinessDate
+    note: Note = ""
+    today: BusinessDate
 
 
 class PublishLists(Command):
-    list_id: str = Field(min_length=1, max_length=100)
-    county: str
-    quarter: str = Field(pattern=QUARTER_PATTERN)
-    today: date
+    list_id: Id
+    county: County
+    quarter: Quarter
+    today: BusinessDate
 
 
 class OpenAnnualRound(Command):
-    round_id: str = Field(min_length=1, max_length=100)
-    county: str
-    year: int = Field(ge=2000, le=2100)
-    today: date
+    round_id: Id
+    county: County
+    year: Year
+    today: BusinessDate
 
 
 class ProposeAnnualGrade(Command):
-    round_id: str
-    county: str
-    year: int
+    """A grade for the round ``round_id`` (``None``: the stream has no round open, which
+    the decider refuses)."""
+
+    round_id: Id | None
+    county: County
+    year: Year
     post: Post
     grade: AnnualGrade
     attendance: AttendanceFacts
+    today: BusinessDate
 
 
 class FinaliseAnnualRound(Command):
-    round_id: str
-    county: str
-    year: int
-    today: date
+    """Finalise the round ``round_id`` (``None``: the stream has no round open, which the
+    decider refuses)."""
+
+    round_id: Id | None
+    county: County
+    year: Year
+    today: BusinessDate
 
 
 class AssessTerm(Command):
@@ -139,14 +166,14 @@ class AssessTerm(Command):
     post: Post
     grade: AnnualGrade
     attendance: AttendanceFacts
-    today: date
+    today: BusinessDate
 
 
 class RecordSanction(Command):
-    sanction_id: str = Field(min_length=1, max_length=100)
+    sanction_id: Id
     post: Post
-    kind: str = Field(min_length=1, max_length=200)
-    decided_on: date
-    authority: str = Field(min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=5_000)
-    today: date
+    kind: Name
+    decided_on: BusinessDate
+    authority: Name
+    reason: Note = ""
+    today: BusinessDate

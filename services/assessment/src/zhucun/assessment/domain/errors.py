@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from typing import Literal
 
 from zhucun.contracts.assessment.events import TalkBy
 from zhucun.shared import rules
@@ -73,6 +74,31 @@ class QuarterNotOver(AssessmentRuleViolation):
         super().__init__(f"{quarter} can be assessed from its last day ({last_day})")
         self.quarter = quarter
         self.last_day = last_day
+
+
+class YearNotOver(AssessmentRuleViolation):
+    """The annual round of a year not far enough along: it opens from the year's last month
+    (1 December), and its grades are proposed and finalised from the year's last day (31
+    December), as a quarter is assessed from its last day. ``action``: ``open``,
+    ``propose`` or ``finalise``; ``from_day``: the first day it is allowed (ISO dates, so the
+    problem document carries them)."""
+
+    code = "year_not_over"
+    kind = "conflict"
+
+    def __init__(
+        self, year: int, action: Literal["open", "propose", "finalise"], from_day: date, today: date
+    ) -> None:
+        what = (
+            f"the annual round of {year} can be opened from {from_day} (the year's last month)"
+            if action == "open"
+            else f"the grades of {year} can be {action}d from the year's last day ({from_day})"
+        )
+        super().__init__(f"{what}, not on {today}")
+        self.year = year
+        self.action = action
+        self.from_day = from_day.isoformat()
+        self.today = today.isoformat()
 
 
 class AlreadyAssessed(AssessmentRuleViolation):

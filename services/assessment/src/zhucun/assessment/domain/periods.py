@@ -1,7 +1,8 @@
 """Quarters, years and evaluation periods, what a post covers, and the names of the
 assessment streams.
 
-Quarters are written ``YYYY-Qn`` (``2025-Q2`` is April to June 2025), years ``YYYY``.
+Quarters are written ``YYYY-Qn`` (``2025-Q2`` is April to June 2025), years ``YYYY``, both
+of the window of ``zhucun.shared.bounds`` (2000 to 2099), so no period's bounds overflow.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import date
 
 from zhucun.assessment.domain.commands import Post
 
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
-_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4]))?$")
+_QUARTER = re.compile(r"^(20\d{2})-Q([1-4])$")
+_PERIOD = re.compile(r"^(20\d{2})(?:-Q([1-4]))?$")
 
 
 def quarter_of(day: date) -> str:
@@ -41,6 +42,12 @@ def quarter_bounds(quarter: str) -> tuple[date, date]:
 def year_bounds(year: int) -> tuple[date, date]:
     """1 January and 31 December of ``year``."""
     return date(year, 1, 1), date(year, 12, 31)
+
+
+def round_opens_on(year: int) -> date:
+    """The first day an annual round of ``year`` may be opened: 1 December, the year's last
+    month (see ``docs/domain.md#assessment-annual-rounds``)."""
+    return date(year, 12, 1)
 
 
 def period_bounds(period: str) -> tuple[date, date]:

@@ -16,7 +16,8 @@ of a batch and the cadres of a county-wide close, carried in the outcome).
   ``reject_cadre_leave``, ``cancel_cadre_leave``;
 * work record (``work``): ``write_cadre_diary_entry``, ``record_cadre_visit``;
 * month close (``months``): ``close_cadre_month``, ``close_county_month``;
-* reads (``reads``): ``read_cadre_month``, ``read_cadre_leave``, ``read_visit_coverage``.
+* reads (``reads``): ``read_cadre_month``, ``read_cadre_leave``, ``read_cadre_leave_request``,
+  ``read_visit_coverage``, and the county's leave requests ``list_county_leave``.
 """
 
 from zhucun.attendance.application.context import Actor, Context, Policies, Posts
@@ -51,11 +52,15 @@ from zhucun.attendance.application.presence import (
 )
 from zhucun.attendance.application.reads import (
     ClosedMonth,
+    CountyLeaveView,
     LeaveView,
     MonthView,
     OpenMonth,
     VisitCoverageView,
+    leave_cursor,
+    list_county_leave,
     read_cadre_leave,
+    read_cadre_leave_request,
     read_cadre_month,
     read_visit_coverage,
 )
@@ -72,6 +77,7 @@ __all__ = [
     "ClosedMonth",
     "Context",
     "CountyClose",
+    "CountyLeaveView",
     "InvalidItem",
     "LeaveView",
     "MonthView",
@@ -87,7 +93,10 @@ __all__ = [
     "close_cadre_month",
     "close_county_month",
     "confirm_cadre_presence",
+    "leave_cursor",
+    "list_county_leave",
     "read_cadre_leave",
+    "read_cadre_leave_request",
     "read_cadre_month",
     "read_visit_coverage",
     "record_cadre_spot_check",

@@ -39,6 +39,7 @@ from zhucun.attendance.domain import (
     leave_stream,
     month_bounds,
     month_stream,
+    require_not_after,
     work_stream,
 )
 from zhucun.attendance.domain.policy import AttendancePolicy
@@ -60,6 +61,11 @@ class Posts(Protocol):
     ) -> list[str]:
         """The cadres of the county (or of one of its townships) on post on some day of
         ``first..last``, sorted."""
+        ...
+
+    async def county_posts(self, county: str, township: str | None = None) -> list[Post]:
+        """Every post, past or running, in the villages of the county (or of one of its
+        townships), by cadre, then term start."""
         ...
 
 
@@ -118,10 +124,11 @@ def ensure_covers_post(principal: Principal, post: Post) -> None:
     principal.ensure_covers(Scope(county=post.county, township=post.township, cadre=post.cadre_id))
 
 
-def known_village(post: Post) -> Post:
-    """``post``, once its village has reached the replica (its township is known)."""
+def known_village(post: Post, when: str) -> Post:
+    """``post`` (covering ``when``), once its village has reached the replica (its township
+    is known)."""
     if not post.township:
-        raise VillageNotReplicated(post.village_id)
+        raise VillageNotReplicated(post.village_id, cadre_id=post.cadre_id, when=when)
     return post
 
 
@@ -142,6 +149,12 @@ class Context:
         """Today in the county (Asia/Shanghai): evidence for a later day is refused."""
         return self.now().astimezone(SHANGHAI).date()
 
+    def ensure_has_come(self, day: date, what: str) -> None:
+        """``day`` is not after today (``EvidenceFromTheFuture``). The deciders hold the
+        rule; a use case asks first, so a day to come is refused as such whatever the
+        replica knows of the cadre's posts on it."""
+        require_not_after(day, self.today(), what)
+
     def pack(self, county: str, on: date) -> PolicyPack:
         """The pack in force for ``county`` on ``on``, with attendance rules
         (``NoPolicyInForce`` when there is none)."""
@@ -153,7 +166,7 @@ class Context:
         post = covering(await self.posts.posts_of(cadre_id), day)
         if post is None:
             raise NoActiveAssignment(cadre_id, str(day))
-        post = known_village(post)
+        post = known_village(post, str(day))
         ensure_covers_post(principal, post)
         return post
 
@@ -164,7 +177,7 @@ class Context:
         posts = await self.posts.posts_of(cadre_id)
         if not posts:
             raise NoActiveAssignment(cadre_id, "any day")
-        post = known_village(posts[-1])
+        post = known_village(posts[-1], "any day")
         ensure_covers_post(principal, post)
         return post
 

@@ -6,14 +6,16 @@ approved leave, so a leave decision racing the close re-runs it). Every post of 
 must be in the caller's jurisdiction. The pack is the one in force for the county of the
 month's last post on the month's last day.
 
-A county-wide close is one close per cadre, each its own decision: a refusal for one cadre
-(a retryable replica gap, a rule) is reported for that cadre and never stops the others; a
-month closed before is ``already_closed``, not a refusal.
+A month not over yet is refused before anything is looked up (``MonthNotOver``), for one
+cadre or the whole county. A county-wide close is one close per cadre, each its own
+decision: a refusal for one cadre (a retryable replica gap, a rule) is reported for that
+cadre and never stops the others; a month closed before is ``already_closed``, not a refusal.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Literal
 
 from zhucun.attendance.application.context import (
@@ -28,6 +30,7 @@ from zhucun.attendance.domain import (
     AttendanceRuleViolation,
     CloseMonth,
     MonthAlreadyClosed,
+    MonthNotOver,
     close_month,
     month_bounds,
 )
@@ -35,6 +38,14 @@ from zhucun.shared.auth import Scope
 from zhucun.shared.commands import CommandAccepted
 from zhucun.shared.policy import NoPolicyInForce
 from zhucun.shared.rules import OutsideJurisdiction, RuleViolation
+
+
+def ensure_over(ctx: Context, month: str, last: date) -> None:
+    """The month is over (today is after its ``last`` day): ``MonthNotOver``. The decider
+    holds the rule; a use case asks first, so a month to come is refused as such whatever
+    the replica knows of the cadres' posts in it, and a county-wide close of it as a whole."""
+    if ctx.today() <= last:
+        raise MonthNotOver(month, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,10 +72,12 @@ async def close_cadre_month(
     ctx: Context, actor: Actor, cadre_id: str, month: str
 ) -> CommandAccepted:
     """Close a cadre's month: days in the village, leave, required days, shortfall."""
-    posts = [known_village(post) for post in await ctx.posts_in(cadre_id, month)]
+    _, last = month_bounds(month)
+    ensure_over(ctx, month, last)
+    when = f"any day of {month}"
+    posts = [known_village(post, when) for post in await ctx.posts_in(cadre_id, month)]
     for post in posts:
         ensure_covers_post(actor.principal, post)
-    _, last = month_bounds(month)
     pack = ctx.pack(posts[-1].county, last)
     command = CloseMonth(cadre_id=cadre_id, month=month, posts=tuple(posts), today=ctx.today())
     month_stream = month_model(cadre_id, month)
@@ -82,6 +95,7 @@ async def close_county_month(ctx: Context, actor: Actor, county: str, month: str
     township = actor.principal.jurisdiction.township
     actor.principal.ensure_covers(Scope(county=county, township=township))
     first, last = month_bounds(month)
+    ensure_over(ctx, month, last)
     outcomes: list[CadreClose] = []
     for cadre_id in await ctx.posts.cadres_between(county, first, last, township=township):
         try:

@@ -30,12 +30,13 @@ from zhucun.attendance.application.context import (
     leave_model,
     month_model,
 )
-from zhucun.attendance.application.errors import NoActiveAssignment
+from zhucun.attendance.application.errors import NoActiveAssignment, VillageNotReplicated
 from zhucun.attendance.domain import (
     AttendanceRuleViolation,
     CheckIn,
     ConfirmPresence,
     Coordinates,
+    EvidenceFromTheFuture,
     ItemOutcome,
     Post,
     RecordSpotCheck,
@@ -47,6 +48,7 @@ from zhucun.attendance.domain import (
     month_key,
     month_stream,
     record_spot_check,
+    require_not_ahead,
 )
 from zhucun.contracts.attendance.events import (
     CheckInRecorded,
@@ -128,10 +130,13 @@ async def record_check_in(
     ctx: Context, actor: Actor, cadre_id: str, item: CheckInItem
 ) -> CheckInAccepted:
     """A cadre checks in, for themselves."""
+    ensure_self(actor.principal, cadre_id)
+    received_at = ctx.now()
+    require_not_ahead(item.check_in_id, item.occurred_at, received_at)
     day = local_day(item.occurred_at)
     post = await ctx.post_on(actor.principal, cadre_id, day)
     pack = ctx.pack(post.county, day)
-    command = item.command(cadre_id, post, received_at=ctx.now())
+    command = item.command(cadre_id, post, received_at=received_at)
     model = month_model(cadre_id, month_key(day))
     decided: list[DomainEvent] = []
 
@@ -165,12 +170,13 @@ async def record_check_in_batch(
         if isinstance(item, InvalidItem):
             answers[index] = BatchItem(index, item.check_in_id, "refused", invalid=item)
             continue
-        day = local_day(item.occurred_at)
-        post = covering(posts, day)
-        if post is None or not post.township:
-            refusal = NoActiveAssignment(cadre_id, str(day))
+        refusal = _refusal(cadre_id, item, posts, received_at)
+        if refusal is not None:
             answers[index] = BatchItem(index, item.check_in_id, "refused", refusal=refusal)
             continue
+        day = local_day(item.occurred_at)
+        post = covering(posts, day)
+        assert post is not None  # ``_refusal`` found it
         ensure_covers_post(actor.principal, post)
         by_month[month_key(day)].append((index, item.command(cadre_id, post, received_at)))
     for month, entries in sorted(by_month.items()):
@@ -180,6 +186,24 @@ async def record_check_in_batch(
                 index, outcome.check_in_id, outcome.status, refusal=outcome.error
             )
     return BatchOutcome(tuple(answers[index] for index in range(len(items))))
+
+
+def _refusal(
+    cadre_id: str, item: CheckInItem, posts: Sequence[Post], received_at: datetime
+) -> AttendanceRuleViolation | None:
+    """Why an item of a batch is refused before its month is decided: from the future, or no
+    post of the replica covers its day (or the post's village is not replicated yet)."""
+    try:
+        require_not_ahead(item.check_in_id, item.occurred_at, received_at)
+    except EvidenceFromTheFuture as refusal:
+        return refusal
+    day = local_day(item.occurred_at)
+    post = covering(posts, day)
+    if post is None:
+        return NoActiveAssignment(cadre_id, str(day))
+    if not post.township:
+        return VillageNotReplicated(post.village_id, cadre_id=cadre_id, when=str(day))
+    return None
 
 
 async def _check_in_month(
@@ -210,6 +234,7 @@ async def confirm_cadre_presence(
 ) -> CommandAccepted:
     """The township confirms the cadre was in the village on ``days`` (of any months)."""
     ordered = sorted(set(days))
+    ctx.ensure_has_come(ordered[-1], "presence confirmed")
     post = await ctx.post_on(actor.principal, cadre_id, ordered[0])
     command = ConfirmPresence(
         confirmation_id=confirmation_id,
@@ -240,6 +265,7 @@ async def record_cadre_spot_check(
     findings: str,
 ) -> CommandAccepted:
     """An unannounced spot check (四不两直) by the township or the county."""
+    ctx.ensure_has_come(day, "a spot check")
     post = await ctx.post_on(actor.principal, cadre_id, day)
     command = RecordSpotCheck(
         spot_check_id=spot_check_id,

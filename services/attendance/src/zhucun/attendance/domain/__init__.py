@@ -59,6 +59,11 @@ from zhucun.attendance.domain.geo import (
     location_evidence,
     round_distance,
 )
+from zhucun.attendance.domain.guards import (
+    CLOCK_SKEW_TOLERANCE,
+    require_not_after,
+    require_not_ahead,
+)
 from zhucun.attendance.domain.leave import (
     MAX_LEAVE_DAYS,
     approval_level,
@@ -68,7 +73,6 @@ from zhucun.attendance.domain.leave import (
     request_leave,
 )
 from zhucun.attendance.domain.presence import (
-    CLOCK_SKEW_TOLERANCE,
     ItemOutcome,
     check_in,
     check_in_batch,
@@ -178,6 +182,8 @@ __all__ = [
     "record_spot_check",
     "reject_leave",
     "request_leave",
+    "require_not_after",
+    "require_not_ahead",
     "round_distance",
     "visit_coverage",
     "work_stream",

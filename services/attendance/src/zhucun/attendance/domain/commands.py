@@ -6,16 +6,64 @@ repeat is recognised. Dates and "today" come with the command: the decider never
 clock. What the decider needs to know about the cadre's assignments and the village (its
 geofence, its households) comes from the service's replica of ``dispatch.events.v1`` as
 ``Post`` values, looked up by the application layer (``zhucun.attendance.application``).
+
+Every field is bounded as the contract's events are (``zhucun.shared.bounds``): ids ``Id``,
+free text ``Note`` or ``Text``, days ``BusinessDate``, moments ``Timestamp``, months
+``Month``, coordinates ``Latitude``/``Longitude``; a command the decider gets can always be
+recorded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import date
+from typing import Annotated, Final, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from zhucun.contracts.attendance.events import ApprovalLevel, LeaveKind, SpotCheckResult
+from zhucun.contracts.attendance.events import (
+    MAX_LEAVE_DAYS,
+    MONTH_DAYS_MAX,
+    ApprovalLevel,
+    DiaryText,
+    LeaveKind,
+    SpotCheckResult,
+)
+from zhucun.shared.bounds import (
+    ID_MAX_LENGTH,
+    BusinessDate,
+    Count,
+    Id,
+    Latitude,
+    Longitude,
+    Month,
+    Note,
+    RadiusMetres,
+    Timestamp,
+)
 from zhucun.shared.inputs import Input
+
+_H = TypeVar("_H", bound=Hashable)
+
+
+def _distinct(items: tuple[_H, ...]) -> tuple[_H, ...]:
+    if len(set(items)) != len(items):
+        raise ValueError("must not hold an item twice")
+    return items
+
+
+#: The days a confirmation may name: distinct, at most a (leap) year of them.
+ConfirmedDays = Annotated[
+    tuple[BusinessDate, ...],
+    Field(min_length=1, max_length=MAX_LEAVE_DAYS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_distinct),
+]
+#: A township's code, or ``""`` while the village's own event has not reached the replica.
+TownshipOrUnknown = Annotated[
+    str, StringConstraints(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9._:-]*$", max_length=ID_MAX_LENGTH)
+]
+#: The most assignments of one cadre covering some day of one month (one a day at most).
+MONTH_POSTS_MAX: Final = MONTH_DAYS_MAX
 
 
 class Command(Input):
@@ -27,9 +75,9 @@ class Geofence(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
-    radius_m: int = Field(gt=0)
+    latitude: Latitude
+    longitude: Longitude
+    radius_m: RadiusMetres
 
 
 class Post(BaseModel):
@@ -39,15 +87,15 @@ class Post(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    assignment_id: str
-    cadre_id: str
-    village_id: str
-    township: str
-    county: str
-    term_start: date
-    ended_on: date | None = None
+    assignment_id: Id
+    cadre_id: Id
+    village_id: Id
+    township: TownshipOrUnknown
+    county: Id
+    term_start: BusinessDate
+    ended_on: BusinessDate | None = None
     geofence: Geofence | None = None
-    households: int = Field(default=0, ge=0)
+    households: Count = 0
 
     def covers(self, day: date) -> bool:
         return self.term_start <= day and (self.ended_on is None or day <= self.ended_on)
@@ -62,8 +110,8 @@ class Coordinates(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    latitude: float = Field(ge=-90, le=90)
-    longitude: float = Field(ge=-180, le=180)
+    latitude: Latitude
+    longitude: Longitude
 
     def __repr__(self) -> str:  # never print coordinates by accident (logs, tracebacks)
         return "Coordinates(<redacted>)"
@@ -74,101 +122,112 @@ class Coordinates(BaseModel):
 class CheckIn(Command):
     """A cadre's check-in. ``post`` is the assignment covering the day it happened."""
 
-    check_in_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
-    occurred_at: AwareDatetime
+    check_in_id: Id
+    cadre_id: Id
+    occurred_at: Timestamp
     location: Coordinates | None = None
     post: Post
     #: When the service received it: a check-in from the future is refused.
-    received_at: AwareDatetime
+    received_at: Timestamp
 
 
 class ConfirmPresence(Command):
-    """The township confirms the cadre was in the village on ``days`` (any months)."""
+    """The township confirms the cadre was in the village on ``days`` (distinct, any
+    months)."""
 
-    confirmation_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
-    days: tuple[date, ...] = Field(min_length=1, max_length=366)
-    note: str = Field(default="", max_length=2_000)
+    confirmation_id: Id
+    cadre_id: Id
+    days: ConfirmedDays
+    note: Note = ""
     post: Post
-    today: date
+    today: BusinessDate
 
 
 class RecordSpotCheck(Command):
-    spot_check_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
-    day: date
+    spot_check_id: Id
+    cadre_id: Id
+    day: BusinessDate
     result: SpotCheckResult
-    findings: str = Field(default="", max_length=5_000)
+    findings: Note = ""
     post: Post
-    today: date
+    today: BusinessDate
 
 
 class RequestLeave(Command):
-    leave_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
+    """Leave may be asked for days to come (that is its point): no ``today``."""
+
+    leave_id: Id
+    cadre_id: Id
     kind: LeaveKind
-    first_day: date
-    last_day: date
+    first_day: BusinessDate
+    last_day: BusinessDate
     #: Required for village business (公出): what the trip is for.
-    purpose: str = Field(default="", max_length=2_000)
+    purpose: Note = ""
     post: Post
 
 
 class ApproveLeave(Command):
-    leave_id: str
-    cadre_id: str
+    leave_id: Id
+    cadre_id: Id
     #: The approver's level: a township may approve up to the pack's limit, the county any.
     approver_level: ApprovalLevel
 
 
 class RejectLeave(Command):
-    leave_id: str
-    cadre_id: str
+    leave_id: Id
+    cadre_id: Id
     approver_level: ApprovalLevel
-    reason: str = Field(min_length=1, max_length=2_000)
+    reason: Annotated[Note, Field(min_length=1)]
 
 
 class CancelLeave(Command):
-    leave_id: str
-    cadre_id: str
-    reason: str = Field(default="", max_length=2_000)
+    leave_id: Id
+    cadre_id: Id
+    reason: Note = ""
 
 
 class WriteDiaryEntry(Command):
-    entry_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
-    day: date
-    text: str = Field(min_length=1, max_length=10_000)
+    """A diary entry for ``day``, which must have come (``today``, in China's calendar)."""
+
+    entry_id: Id
+    cadre_id: Id
+    day: BusinessDate
+    text: DiaryText
     post: Post
+    today: BusinessDate
 
 
 class RecordHouseholdVisit(Command):
-    visit_id: str = Field(min_length=1, max_length=100)
-    cadre_id: str
-    household_id: str = Field(min_length=1, max_length=100)
-    visited_on: date
-    note: str = Field(default="", max_length=2_000)
+    """A visit on ``visited_on``, which must have come (``today``, in China's calendar)."""
+
+    visit_id: Id
+    cadre_id: Id
+    household_id: Id
+    visited_on: BusinessDate
+    note: Note = ""
     post: Post
+    today: BusinessDate
 
 
 class CloseMonth(Command):
     """Close ``month`` (``YYYY-MM``) for the cadre. ``posts`` are every assignment of the
     cadre overlapping the month; ``today`` must be after the month's last day."""
 
-    cadre_id: str
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-    posts: tuple[Post, ...] = Field(min_length=1)
-    today: date
+    cadre_id: Id
+    month: Month
+    posts: tuple[Post, ...] = Field(min_length=1, max_length=MONTH_POSTS_MAX)
+    today: BusinessDate
 
 
 __all__ = [
+    "MONTH_POSTS_MAX",
     "ApproveLeave",
     "CancelLeave",
     "CheckIn",
     "CloseMonth",
     "Command",
     "ConfirmPresence",
+    "ConfirmedDays",
     "Coordinates",
     "Geofence",
     "Post",

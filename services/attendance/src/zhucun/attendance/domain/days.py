@@ -29,9 +29,12 @@ def month_key(day: date) -> str:
 
 
 def parse_month(month: str) -> tuple[int, int]:
-    """(year, month) of a ``YYYY-MM`` key; ValueError when malformed."""
+    """(year, month) of a ``YYYY-MM`` key; ValueError when malformed (year 0000 too: the
+    calendar has none). The edges accept only months of the window (``bounds.Month``); this
+    also reads the month of any day a moment of the window falls on in Shanghai
+    (2100-01 for the last hours of 2099 in UTC)."""
     match = _MONTH.match(month)
-    if match is None:
+    if match is None or int(match.group(1)) < 1:
         raise ValueError(f"{month!r} is not a month (YYYY-MM)")
     return int(match.group(1)), int(match.group(2))
 
@@ -60,6 +63,9 @@ def each_day(first: date, last: date) -> Iterator[date]:
     day = first
     while day <= last:
         yield day
+        if day == last:
+            # Not one day further: the day after ``date.max`` does not exist.
+            return
         day += timedelta(days=1)
 
 

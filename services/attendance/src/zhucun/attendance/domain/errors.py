@@ -12,7 +12,7 @@ Refusals never decide anything: a refused command leaves every stream as it was.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from zhucun.contracts.attendance.events import ApprovalLevel
 from zhucun.shared import rules
@@ -42,6 +42,8 @@ class MonthAlreadyClosed(AttendanceRuleViolation):
 
 
 class MonthNotOver(AttendanceRuleViolation):
+    """A month is closed only once it is over (today after its last day)."""
+
     code = "month_not_over"
     kind = "conflict"
 
@@ -52,10 +54,19 @@ class MonthNotOver(AttendanceRuleViolation):
 
 
 class EvidenceFromTheFuture(AttendanceRuleViolation):
-    """Evidence for a day (or a moment) that has not come yet."""
+    """Evidence or a record of work (a check-in, a confirmation, a spot check, a diary entry,
+    a household visit) for a day that has not come yet in China's calendar, or a check-in
+    stamped later than the moment it was received (beyond the clock-skew tolerance). Leave
+    is not evidence: it is asked for days to come."""
 
     code = "evidence_from_the_future"
     kind = "invalid"
+
+    def __init__(self, message: str, *, when: date | datetime, now: date | datetime) -> None:
+        super().__init__(message)
+        #: The day (or moment) of the evidence, and today (or the moment it was received).
+        self.when = when.isoformat()
+        self.now = now.isoformat()
 
 
 class NotOnPost(AttendanceRuleViolation):

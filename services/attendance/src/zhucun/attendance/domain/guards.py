@@ -4,11 +4,16 @@ edge read the wrong stream or looked up another cadre's post), not a rule the ca
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, datetime, timedelta
+from typing import Final
 
 from zhucun.attendance.domain.commands import Post
 from zhucun.attendance.domain.errors import EvidenceFromTheFuture, MonthAlreadyClosed, NotOnPost
 from zhucun.attendance.domain.state import LeaveState, MonthState, WorkState
+
+#: A check-in may be stamped this much after the moment the service received it (clock
+#: skew between phone and server); later than that it is evidence from the future.
+CLOCK_SKEW_TOLERANCE: Final = timedelta(minutes=5)
 
 
 def require_month_stream(state: MonthState, cadre_id: str, month: str) -> None:
@@ -64,5 +69,20 @@ def require_post(post: Post, cadre_id: str, *days: date) -> None:
 
 
 def require_not_after(day: date, today: date, what: str) -> None:
+    """``day`` has come: it is not after ``today`` (China's calendar)."""
     if day > today:
-        raise EvidenceFromTheFuture(f"{what} for {day}, which is after today ({today})")
+        raise EvidenceFromTheFuture(
+            f"{what} for {day}, which is after today ({today})", when=day, now=today
+        )
+
+
+def require_not_ahead(check_in_id: str, occurred_at: datetime, received_at: datetime) -> None:
+    """A check-in is not stamped later than it was received, beyond the clock-skew
+    tolerance (``CLOCK_SKEW_TOLERANCE``)."""
+    if occurred_at > received_at + CLOCK_SKEW_TOLERANCE:
+        raise EvidenceFromTheFuture(
+            f"check-in {check_in_id!r} happened at {occurred_at.isoformat()},"
+            f" after it was received ({received_at.isoformat()})",
+            when=occurred_at,
+            now=received_at,
+        )

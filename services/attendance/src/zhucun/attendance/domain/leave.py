@@ -32,6 +32,9 @@ from zhucun.attendance.domain.guards import require_leave_stream, require_open_m
 from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import Leave, LeaveState, LeaveStatus, MonthState
 from zhucun.contracts.attendance.events import (
+    MAX_LEAVE_DAYS as MAX_LEAVE_DAYS,
+)
+from zhucun.contracts.attendance.events import (
     ApprovalLevel,
     LeaveApproved,
     LeaveCancelled,
@@ -41,9 +44,6 @@ from zhucun.contracts.attendance.events import (
 )
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
-
-#: The longest leave one request may take (a leap year).
-MAX_LEAVE_DAYS = 366
 
 _CHANGES_CLOSED = "its leave can no longer change"
 

@@ -8,11 +8,15 @@ table (``pack.rules(AttendancePolicy)``). ``docs/domain.md`` cites the source of
 from __future__ import annotations
 
 import calendar
-from typing import Literal
+from typing import Final, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from zhucun.contracts.attendance.events import MAX_LEAVE_DAYS, SPEED_MAX_KMH
 from zhucun.shared.policy import PolicySection
+
+#: Days of the shortest month, quarter and year.
+_SHORTEST_PERIOD_DAYS: Final = {"month": 28, "quarter": 90, "year": 365}
 
 
 class AttendancePolicy(PolicySection):
@@ -22,19 +26,33 @@ class AttendancePolicy(PolicySection):
 
     #: "吃住在村": at least ``minimum_days`` in the village per ``minimum_period`` (20 a month
     #: by default; other packs: 50 a quarter, 200 a year). A month close requires the
-    #: prorated share: ceil(minimum_days x eligible days / days in the period).
-    minimum_days: int = Field(ge=0)
+    #: prorated share: ceil(minimum_days x eligible days / days in the period). At most the
+    #: days of the period's shortest instance (28 for a month, 90 for a quarter, 365 for a
+    #: year): more could never be met, and a month would require more days than it has.
+    minimum_days: int = Field(ge=0, le=366)
     minimum_period: Literal["month", "quarter", "year"]
     #: Leave of up to this many days is approved by the township party committee; longer
     #: leave by the county organisation department.
-    township_leave_approval_max_days: int = Field(ge=0)
+    township_leave_approval_max_days: int = Field(ge=0, le=MAX_LEAVE_DAYS)
     #: Personal and sick leave beyond this many days in a calendar year → recall (read side,
     #: which reads this field through a view of its own).
-    annual_leave_limit_days: int = Field(ge=0)
-    #: Two check-ins implying a faster journey than this are flagged as impossible travel.
-    max_travel_speed_kmh: float = Field(gt=0)
-    #: A new cadre visits every household of the village within this many days.
-    household_visit_days: int = Field(ge=1)
+    annual_leave_limit_days: int = Field(ge=0, le=366)
+    #: Two check-ins implying a faster journey than this are flagged as impossible travel
+    #: (below ``SPEED_MAX_KMH``, the most a ``TravelFlag`` records).
+    max_travel_speed_kmh: float = Field(gt=0, le=SPEED_MAX_KMH)
+    #: A new cadre visits every household of the village within this many days (at most a
+    #: year: the deadline of a term starting late in 2099 stays a date).
+    household_visit_days: int = Field(ge=1, le=366)
+
+    @model_validator(mode="after")
+    def _minimum_can_be_met(self) -> Self:
+        shortest = _SHORTEST_PERIOD_DAYS[self.minimum_period]
+        if self.minimum_days > shortest:
+            raise ValueError(
+                f"minimum_days {self.minimum_days} is more than a {self.minimum_period}"
+                f" may have ({shortest})"
+            )
+        return self
 
     def period_days(self, year: int, month: int) -> int:
         """Days in the period of the rule that contains the month ``year-month``."""

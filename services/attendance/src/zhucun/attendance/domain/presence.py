@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Literal
 
 from zhucun.attendance.domain.commands import CheckIn, CloseMonth, ConfirmPresence, RecordSpotCheck
@@ -22,7 +22,6 @@ from zhucun.attendance.domain.days import local_day, month_bounds, month_key
 from zhucun.attendance.domain.errors import (
     AttendanceRuleViolation,
     DuplicateId,
-    EvidenceFromTheFuture,
     MonthNotOver,
     NoGeofence,
 )
@@ -31,6 +30,7 @@ from zhucun.attendance.domain.guards import (
     require_leave_stream,
     require_month_stream,
     require_not_after,
+    require_not_ahead,
     require_open,
     require_open_months,
     require_post,
@@ -47,10 +47,6 @@ from zhucun.contracts.attendance.events import (
 )
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
-
-#: A check-in may be stamped this much after the moment the service received it (clock
-#: skew between phone and server); later than that it is evidence from the future.
-CLOCK_SKEW_TOLERANCE = timedelta(minutes=5)
 
 #: Each kept distance is off by at most half the rounding step, so two of them differ from
 #: the true difference by at most one step: the lower bound of a journey subtracts it.
@@ -105,11 +101,7 @@ def check_in(command: CheckIn, month: MonthState, pack: PolicyPack) -> list[Doma
     if command.check_in_id in month.check_ins:
         return []
     require_open(month, _LATE)
-    if command.occurred_at > command.received_at + CLOCK_SKEW_TOLERANCE:
-        raise EvidenceFromTheFuture(
-            f"check-in {command.check_in_id!r} happened at {command.occurred_at.isoformat()},"
-            f" after it was received ({command.received_at.isoformat()})"
-        )
+    require_not_ahead(command.check_in_id, command.occurred_at, command.received_at)
     post = command.post
     require_post(post, command.cadre_id, day)
     evidence = None

@@ -2,8 +2,9 @@
 
 Diary entries and visits are the record of work, not presence evidence: they do not count
 as days in the village, so a closed month does not stop them (a diary written up late is
-still a diary). The post must cover their day. A repeat with the same id and content is a
-no-op; the same id with other content is a ``DuplicateId``.
+still a diary). Their day must have come (not after today in China's calendar) and the post
+must cover it. A repeat with the same id and content is a no-op; the same id with other
+content is a ``DuplicateId``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from datetime import date, timedelta
 
 from zhucun.attendance.domain.commands import Post, RecordHouseholdVisit, WriteDiaryEntry
 from zhucun.attendance.domain.errors import DuplicateId
-from zhucun.attendance.domain.guards import require_post, require_work_stream
+from zhucun.attendance.domain.guards import (
+    require_not_after,
+    require_post,
+    require_work_stream,
+)
 from zhucun.attendance.domain.policy import AttendancePolicy
 from zhucun.attendance.domain.state import WorkState, text_digest
 from zhucun.contracts.attendance.events import DiaryEntryWritten, HouseholdVisited
@@ -32,6 +37,7 @@ def write_diary_entry(command: WriteDiaryEntry, work: WorkState) -> list[DomainE
         ):
             return []
         raise DuplicateId("diary entry", command.entry_id)
+    require_not_after(command.day, command.today, "a diary entry")
     require_post(command.post, command.cadre_id, command.day)
     return [
         DiaryEntryWritten(
@@ -57,6 +63,7 @@ def record_household_visit(command: RecordHouseholdVisit, work: WorkState) -> li
         ):
             return []
         raise DuplicateId("household visit", command.visit_id)
+    require_not_after(command.visited_on, command.today, "a household visit")
     require_post(command.post, command.cadre_id, command.visited_on)
     return [
         HouseholdVisited(

@@ -64,6 +64,23 @@ class PostDirectory:
         )
         return [_post(row) for row in rows]
 
+    async def county_posts(self, county: str, township: str | None = None) -> list[Post]:
+        """Every post, past or running, in the villages of the county (or of one of its
+        townships), by cadre, then term start (then assignment id)."""
+        rows = await self.pool.fetch(
+            f"""
+            SELECT a.assignment_id, a.cadre_id, a.village_id, a.county, a.term_start,
+                   a.ended_on, v.township, v.latitude, v.longitude, v.radius_m, v.households
+            FROM {self.assignments} AS a
+            LEFT JOIN {self.villages} AS v USING (village_id)
+            WHERE a.county = $1 AND ($2::text IS NULL OR v.township = $2)
+            ORDER BY a.cadre_id, a.term_start, a.assignment_id
+            """,
+            county,
+            township,
+        )
+        return [_post(row) for row in rows]
+
     async def cadres_between(
         self, county: str, first: date, last: date, township: str | None = None
     ) -> list[str]:

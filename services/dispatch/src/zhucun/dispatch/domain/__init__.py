@@ -23,6 +23,7 @@ from zhucun.dispatch.domain.commands import (
 from zhucun.dispatch.domain.decide import decide, stream_id
 from zhucun.dispatch.domain.errors import (
     AssignmentNotActive,
+    BeyondCalendar,
     CadreAlreadyAssigned,
     CadreNotInTownship,
     DatesOutOfOrder,
@@ -58,13 +59,14 @@ from zhucun.dispatch.domain.matching import (
     rank_candidates,
     score_candidate,
 )
-from zhucun.dispatch.domain.report import round_report
+from zhucun.dispatch.domain.report import breach_warnings, round_report
 from zhucun.dispatch.domain.state import CountyDispatch, evolve, fold
 
 __all__ = [
     "AppointTownshipLeader",
     "AssignCadre",
     "AssignmentNotActive",
+    "BeyondCalendar",
     "CadreAlreadyAssigned",
     "CadreNotInTownship",
     "CandidateScore",
@@ -109,6 +111,7 @@ __all__ = [
     "WeakBranchVillageNeedsFirstSecretary",
     "WrongCounty",
     "add_months",
+    "breach_warnings",
     "candidates_for",
     "decide",
     "evolve",

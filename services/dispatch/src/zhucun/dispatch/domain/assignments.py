@@ -25,6 +25,8 @@ from zhucun.contracts.dispatch.events import (
     TownshipLeaderAppointed,
 )
 from zhucun.dispatch.domain.commands import (
+    HANDOVER_ID_SUFFIX,
+    OBLIGATION_ID_SUFFIX,
     AppointTownshipLeader,
     AssignCadre,
     CompleteHandoverItem,
@@ -59,6 +61,7 @@ from zhucun.dispatch.domain.lookups import (
     require_cadre,
     require_new_assignment_id,
     require_team,
+    within_calendar,
 )
 from zhucun.dispatch.domain.policy import DispatchPolicy
 from zhucun.dispatch.domain.state import (
@@ -121,7 +124,7 @@ def _term_end(
 ) -> date:
     normal_end = add_months(term_start, rules.min_term_months)
     if term_end is None:
-        return normal_end
+        return within_calendar(normal_end, "the term's planned end")
     if term_end <= term_start:
         raise DatesOutOfOrder(f"the term ends ({term_end}) before it starts ({term_start})")
     if term_end < normal_end:
@@ -221,7 +224,7 @@ def _join(
 
 def _handover(predecessor: Assignment, successor: CadreAssigned, opened_on: date) -> HandoverOpened:
     return HandoverOpened(
-        handover_id=f"{successor.assignment_id}:handover",
+        handover_id=successor.assignment_id + HANDOVER_ID_SUFFIX,
         village_id=successor.village_id,
         predecessor_cadre_id=predecessor.cadre_id,
         predecessor_assignment_id=predecessor.assignment_id,
@@ -369,7 +372,7 @@ def recall(command: RecallCadre, state: CountyDispatch) -> list[DomainEvent]:
         ),
         AssignmentEnded(**common, ended_on=command.recalled_on, reason=EndReason.RECALLED),
         ReplacementObligationOpened(
-            obligation_id=f"{assignment.assignment_id}:replacement",
+            obligation_id=assignment.assignment_id + OBLIGATION_ID_SUFFIX,
             team_id=assignment.team_id,
             village_id=assignment.village_id,
             role=assignment.role,
@@ -418,7 +421,10 @@ def appoint_township_leader(
             cadre_id=command.cadre_id,
             assignment_id=own.assignment_id,
             term_start=command.term_start,
-            term_end=add_months(command.term_start, rules.township_leader_term_months),
+            term_end=within_calendar(
+                add_months(command.term_start, rules.township_leader_term_months),
+                "the township leader's term end",
+            ),
             cadres_in_township=len(in_township),
             policy_version=policy.version,
         )

@@ -3,24 +3,54 @@
 Ids of new things (villages, cadres, rounds, teams, assignments, appointments) come with the
 command, chosen by the caller, so the decider stays pure and a retried command decides the
 same events. Dates come with the command too: the decider never reads a clock.
+
+Every field is bounded by the types of the contract (``zhucun.shared.bounds`` and the
+dispatch contract's own): what a command accepts, its events can carry, so no accepted
+command can fail to become its event. Ids the decider derives from an assignment's id
+(``<assignment>:replacement``, ``<assignment>:handover``) must be ids too, so a new
+assignment's id leaves room for the longest suffix (:data:`ASSIGNMENT_ID_MAX_LENGTH`).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from typing import Annotated, Final
 
 from pydantic import Field
 
 from zhucun.contracts.dispatch.events import (
-    Expertise,
+    BirthYear,
+    Categories,
+    County,
+    Expertises,
     Geofence,
     HandoverItem,
     Role,
+    RuralYears,
     UnitKind,
     UnitLevel,
-    VillageCategory,
+)
+from zhucun.shared.bounds import (
+    ID_MAX_LENGTH,
+    BusinessDate,
+    Count,
+    HistoricDate,
+    Id,
+    Name,
+    Note,
 )
 from zhucun.shared.inputs import Input
+
+#: The id of the replacement obligation a recall of an assignment opens: its id and this.
+OBLIGATION_ID_SUFFIX: Final = ":replacement"
+#: The id of the handover a new assignment opens: its id and this.
+HANDOVER_ID_SUFFIX: Final = ":handover"
+DERIVED_ID_SUFFIXES: Final = (OBLIGATION_ID_SUFFIX, HANDOVER_ID_SUFFIX)
+#: A new assignment's id: short enough that every id derived from it is an ``Id``.
+ASSIGNMENT_ID_MAX_LENGTH: Final = ID_MAX_LENGTH - max(map(len, DERIVED_ID_SUFFIXES))
+#: The id a command gives a new assignment.
+NewAssignmentId = Annotated[Id, Field(max_length=ASSIGNMENT_ID_MAX_LENGTH)]
+#: Why a cadre is recalled: a note that says something.
+RecallReason = Annotated[Note, Field(min_length=1)]
 
 
 class Command(Input):
@@ -28,17 +58,18 @@ class Command(Input):
 
 
 class _VillageProfile(Command):
-    village_id: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    township: str = Field(min_length=1)
-    categories: tuple[VillageCategory, ...] = ()
+    village_id: Id
+    name: Name
+    #: The township's code (the one a township user's token names).
+    township: Id
+    categories: Categories = ()
     geofence: Geofence
-    households: int = Field(ge=0)
-    monitored_population: int = Field(ge=0)
+    households: Count
+    monitored_population: Count
 
 
 class RegisterVillage(_VillageProfile):
-    county: str = Field(min_length=1)
+    county: County
 
 
 class UpdateVillage(_VillageProfile):
@@ -46,109 +77,115 @@ class UpdateVillage(_VillageProfile):
 
 
 class DeclareVillageNeeds(Command):
-    village_id: str
-    needs: tuple[Expertise, ...]
-    declared_on: date
+    village_id: Id
+    needs: Expertises
+    declared_on: BusinessDate
 
 
 class _CadreProfile(Command):
-    cadre_id: str = Field(min_length=1)
-    sending_unit: str = Field(min_length=1)
+    cadre_id: Id
+    sending_unit: Name
     unit_kind: UnitKind
     unit_level: UnitLevel
-    birth_year: int = Field(ge=1940, le=2015)
+    birth_year: BirthYear
     #: None when the cadre is not a party member.
-    party_member_since: date | None = None
-    rural_experience_years: int = Field(ge=0, le=60)
-    skills: tuple[Expertise, ...] = ()
+    party_member_since: HistoricDate | None = None
+    rural_experience_years: RuralYears
+    skills: Expertises = ()
 
 
 class RegisterCadre(_CadreProfile):
     #: The county that holds the cadre's dispatch file (see the stream design in decide.py).
-    county: str = Field(min_length=1)
+    county: County
 
 
 class UpdateCadre(_CadreProfile):
     """The full new profile."""
 
 
-class OpenRound(Command):
-    round_id: str = Field(min_length=1)
-    county: str = Field(min_length=1)
-    name: str = Field(min_length=1)
-    opened_on: date
+class RoundOpening(Command):
+    """A new round's id, name and first day (``OpenRound`` without its county, which the
+    HTTP edge takes from the path)."""
+
+    round_id: Id
+    name: Name
+    opened_on: BusinessDate
+
+
+class OpenRound(RoundOpening):
+    county: County
 
 
 class FormTeam(Command):
-    team_id: str = Field(min_length=1)
-    round_id: str
-    village_id: str
-    formed_on: date
+    team_id: Id
+    round_id: Id
+    village_id: Id
+    formed_on: BusinessDate
 
 
 class AssignCadre(Command):
     """Send a cadre with the round (the round must be open)."""
 
-    assignment_id: str = Field(min_length=1)
-    team_id: str
-    cadre_id: str
+    assignment_id: NewAssignmentId
+    team_id: Id
+    cadre_id: Id
     role: Role
-    term_start: date
+    term_start: BusinessDate
     #: Default: ``term_start`` plus the pack's minimum term.
-    term_end: date | None = None
+    term_end: BusinessDate | None = None
 
 
 class ReinforceTeam(Command):
     """增派: add a member to a running team (the round may be closed)."""
 
-    assignment_id: str = Field(min_length=1)
-    team_id: str
-    cadre_id: str
-    term_start: date
-    term_end: date | None = None
+    assignment_id: NewAssignmentId
+    team_id: Id
+    cadre_id: Id
+    term_start: BusinessDate
+    term_end: BusinessDate | None = None
 
 
 class ReplaceCadre(Command):
     """调整撤换: fill the vacancy a recall left (closes the replacement obligation)."""
 
-    obligation_id: str
-    assignment_id: str = Field(min_length=1)
-    cadre_id: str
-    term_start: date
-    term_end: date | None = None
+    obligation_id: Id
+    assignment_id: NewAssignmentId
+    cadre_id: Id
+    term_start: BusinessDate
+    term_end: BusinessDate | None = None
 
 
 class EndAssignment(Command):
     """The term is over: the cadre leaves the post."""
 
-    assignment_id: str
-    ended_on: date
+    assignment_id: Id
+    ended_on: BusinessDate
 
 
 class RecallCadre(Command):
-    assignment_id: str
-    reason: str = Field(min_length=1)
+    assignment_id: Id
+    reason: RecallReason
     #: The recall decision (decisions service) that justified it, when there is one.
-    decision_id: str | None = None
-    recalled_on: date
+    decision_id: Id | None = None
+    recalled_on: BusinessDate
 
 
 class AppointTownshipLeader(Command):
-    appointment_id: str = Field(min_length=1)
-    township: str
-    cadre_id: str
-    term_start: date
+    appointment_id: Id
+    township: Id
+    cadre_id: Id
+    term_start: BusinessDate
 
 
 class CompleteHandoverItem(Command):
-    handover_id: str
+    handover_id: Id
     item: HandoverItem
-    completed_on: date
+    completed_on: BusinessDate
 
 
 class CloseRound(Command):
-    round_id: str
-    closed_on: date
+    round_id: Id
+    closed_on: BusinessDate
 
 
 DispatchCommand = (

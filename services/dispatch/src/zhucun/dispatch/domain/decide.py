@@ -87,7 +87,7 @@ from zhucun.dispatch.domain.lookups import (
     require_village,
 )
 from zhucun.dispatch.domain.policy import DispatchPolicy
-from zhucun.dispatch.domain.report import round_report
+from zhucun.dispatch.domain.report import breach_warnings, round_report
 from zhucun.dispatch.domain.state import CountyDispatch
 from zhucun.shared.events import DomainEvent
 from zhucun.shared.policy import PolicyPack
@@ -127,8 +127,7 @@ def _declare_village_needs(
     command: DeclareVillageNeeds, state: CountyDispatch
 ) -> list[DomainEvent]:
     require_village(state, command.village_id)
-    needs = tuple(dict.fromkeys(command.needs))  # declared order, no repeats
-    return [VillageNeedsDeclared(**{**command.model_dump(), "needs": needs})]
+    return [VillageNeedsDeclared(**command.model_dump())]
 
 
 def _register_cadre(command: RegisterCadre, state: CountyDispatch) -> list[DomainEvent]:
@@ -230,6 +229,7 @@ def _close_round(
             county=state.county,
             closed_on=command.closed_on,
             report=report,
+            warnings=breach_warnings(report),
             policy_version=policy.version,
         )
     ]

@@ -142,6 +142,15 @@ class DatesOutOfOrder(rules.DatesOutOfOrder, DispatchRuleViolation):
     """A term, a round or a handover whose dates contradict each other (``invalid``)."""
 
 
+class BeyondCalendar(DispatchRuleViolation):
+    """A date a rule derives (a term's planned end) falls after the last day of the system's
+    calendar (``zhucun.shared.bounds.DATE_MAX``): sent again as it is, the command always
+    fails (``invalid``)."""
+
+    kind: ClassVar[RuleKind] = "invalid"
+    code = "beyond_calendar"
+
+
 class HandoverItemAlreadyCompleted(DispatchRuleViolation):
     code = "handover_item_already_completed"
 

@@ -7,6 +7,7 @@ from datetime import date
 
 from zhucun.dispatch.domain.errors import (
     AssignmentNotActive,
+    BeyondCalendar,
     DatesOutOfOrder,
     DuplicateId,
     UnknownAssignment,
@@ -24,6 +25,7 @@ from zhucun.dispatch.domain.state import (
     Team,
     Village,
 )
+from zhucun.shared.bounds import DATE_MAX
 
 # --- lookups --------------------------------------------------------------------------------
 
@@ -92,3 +94,10 @@ def full_years(since: date, on: date) -> int:
 def not_before(later: date, earlier: date, what: str) -> None:
     if later < earlier:
         raise DatesOutOfOrder(f"{what}: {later} is before {earlier}")
+
+
+def within_calendar(day: date, what: str) -> date:
+    """``day``, a date a rule derived, if it is a business date of the calendar."""
+    if day > DATE_MAX:
+        raise BeyondCalendar(f"{what} would be {day}, after {DATE_MAX}, the calendar's last day")
+    return day

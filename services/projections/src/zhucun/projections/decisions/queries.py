@@ -3,7 +3,9 @@ reads them from the tables :class:`~zhucun.projections.decisions.projection.Deci
 keeps (``recall_decisions``, ``pool_entries``, ``decision_cadres``, ``decision_facts``).
 
 Every decision and pool entry comes with its evidence: the facts (month closes, grades,
-lists...) its rule read, in business-date order.
+lists...) its rule read, in business-date order. A county's decisions and a pool's entries
+are read a page at a time (``zhucun.shared.pages``), in the order of their ids: a decision's
+``decision_id``, an entry's ``entry_id`` (derived from its cadre, pool and key).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from zhucun.projections.domain.rules import DecisionStatus, EntryStatus, Pool
+from zhucun.shared.pages import Page, paginate
 
 #: One of the four promotion pools (四个一批), as a path segment.
 PoolName = Pool
@@ -62,9 +65,16 @@ class RecallDecision(BaseModel):
     evidence: list[Evidence] = []
 
 
+#: An entry's id in SQL: its cadre, pool and key, digested (an id of 32 hex digits; the key
+#: of a term's entry is itself up to an id long).
+_ENTRY_ID = "md5(cadre_id || '|' || pool || '|' || key)"
+
+
 class PoolEntry(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    #: The entry's id: one per cadre, pool and key (the page order of a pool).
+    entry_id: str
     cadre_id: str
     pool: PoolName
     key: str
@@ -80,17 +90,11 @@ class PoolEntry(BaseModel):
     evidence: list[Evidence] = []
 
 
-class DecisionList(BaseModel):
-    items: list[RecallDecision]
-
-
-class PoolList(BaseModel):
-    items: list[PoolEntry]
-
-
 class CadreDecisions(BaseModel):
     """A cadre's decisions and pool entries; ``county`` is where dispatch registered or last
     assigned the cadre (null until the read model has seen either)."""
+
+    model_config = ConfigDict(frozen=True)
 
     cadre_id: str
     county: str | None
@@ -127,17 +131,22 @@ class DecisionsReader:
         return decision
 
     async def county_decisions(
-        self, county: str, status: DecisionFilter, limit: int
-    ) -> list[RecallDecision]:
+        self, county: str, status: DecisionFilter, limit: int, after: str | None = None
+    ) -> Page[RecallDecision]:
+        """A page of the county's decisions in ``status``, by decision id, after ``after``."""
         rows = await self.pool.fetch(
             self._select_decisions
             + " WHERE c.county = $1 AND ($2 = 'all' OR d.status = $2)"
-            + " ORDER BY d.triggered_on, d.cadre_id, d.rule LIMIT $3",
+            # Byte order (COLLATE "C"), the order ``paginate`` and the clients compare in.
+            + ' AND ($3::text IS NULL OR d.decision_id COLLATE "C" > $3)'
+            + ' ORDER BY d.decision_id COLLATE "C" LIMIT $4',
             county,
             status,
-            limit,
+            after,
+            limit + 1,
         )
-        return await self._decisions(rows)
+        decisions = await self._decisions(rows)
+        return paginate(decisions, lambda d: d.decision_id, after, limit)
 
     async def cadre(self, cadre_id: str) -> CadreDecisions:
         county = await self.pool.fetchval(
@@ -148,7 +157,8 @@ class DecisionsReader:
             cadre_id,
         )
         entries = await self.pool.fetch(
-            f"SELECT * FROM {self.entries} WHERE cadre_id = $1 ORDER BY qualified_on, pool, key",
+            f"SELECT *, {_ENTRY_ID} AS entry_id FROM {self.entries}"
+            " WHERE cadre_id = $1 ORDER BY qualified_on, pool, key",
             cadre_id,
         )
         evidence = await self._evidence(_ids(decisions) | _ids(entries))
@@ -160,21 +170,31 @@ class DecisionsReader:
         )
 
     async def pool_entries(
-        self, county: str, pool: PoolName, status: EntryFilter, limit: int
-    ) -> list[PoolEntry]:
+        self,
+        county: str,
+        pool: PoolName,
+        status: EntryFilter,
+        limit: int,
+        after: str | None = None,
+    ) -> Page[PoolEntry]:
+        """A page of the county's pool in ``status``, by entry id, after ``after``."""
         rows = await self.pool.fetch(
             f"""
-            SELECT * FROM {self.entries}
-            WHERE county = $1 AND pool = $2 AND ($3 = 'all' OR status = $3)
-            ORDER BY qualified_on, cadre_id, key LIMIT $4
+            SELECT * FROM (
+                SELECT *, {_ENTRY_ID} AS entry_id FROM {self.entries}
+                WHERE county = $1 AND pool = $2 AND ($3 = 'all' OR status = $3)
+            ) AS entries
+            WHERE $4::text IS NULL OR entry_id COLLATE "C" > $4
+            ORDER BY entry_id COLLATE "C" LIMIT $5
             """,
             county,
             pool,
             status,
-            limit,
+            after,
+            limit + 1,
         )
         evidence = await self._evidence(_ids(rows))
-        return [_entry(r, evidence) for r in rows]
+        return paginate([_entry(r, evidence) for r in rows], lambda e: e.entry_id, after, limit)
 
     async def _decisions(self, rows: list[asyncpg.Record]) -> list[RecallDecision]:
         evidence = await self._evidence(_ids(rows))
@@ -235,6 +255,7 @@ def _decision(row: asyncpg.Record, evidence: dict[str, Evidence]) -> RecallDecis
 def _entry(row: asyncpg.Record, evidence: dict[str, Evidence]) -> PoolEntry:
     ids = list(row["evidence"])
     return PoolEntry(
+        entry_id=row["entry_id"],
         cadre_id=row["cadre_id"],
         pool=row["pool"],
         key=row["key"],
