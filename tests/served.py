@@ -193,10 +193,22 @@ def answer_real_requests(services: dict[str, Served], county: str, admin: str) -
     assert status == 200, body
     status, body = services["projections"].get(f"/counties/{county}/decisions", token=admin)
     assert (status, body["items"]) == (200, [])
-    status, body = services["attendance"].get("/cadres/c-nobody/months/2026-11", token=admin)
     # A problem from the domain, not from the framework: the replica of dispatch was read.
-    assert status == 409, body
+    # Retryable (409) while the replica is behind dispatch's topic; once it has caught up
+    # (its offsets equal the end offsets, asked of the real broker) the cadre is unknown:
+    # a final 404, so a client honouring Retry-After stops.
+    attendance = services["attendance"]
+    answers: list[tuple[int, Any]] = []
+
+    def final() -> bool:
+        answers.append(attendance.get("/cadres/c-nobody/months/2026-11", token=admin))
+        return answers[-1][0] != 409
+
+    wait_for(final)
+    status, body = answers[-1]
+    assert status == 404, body
     assert body["type"].endswith("/attendance/no-active-assignment"), body
+    assert (body["retryable"], body["replica_caught_up"]) == (False, True), body
 
     # The relay publishes what dispatch stored; the service reports it caught up.
     wait_for(lambda: dispatch.get("/health/ready")[1]["components"]["relay"]["lag"] == 0)

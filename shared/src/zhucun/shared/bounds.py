@@ -150,6 +150,8 @@ Name = Annotated[
     AfterValidator(_plain_name),
     Field(json_schema_extra=_characters(_NAME_CHARACTERS, _NAME_RULE)),
 ]
+#: A policy pack's version, as events record it (``policy_version``): a name's bounds.
+PolicyVersion = Name
 #: A reason, note or comment (may be empty): up to 5,000 characters.
 Note = Annotated[
     str,
@@ -247,6 +249,7 @@ __all__ = [
     "Name",
     "Note",
     "Percent",
+    "PolicyVersion",
     "PositiveCount",
     "Quarter",
     "RadiusMetres",

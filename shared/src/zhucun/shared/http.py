@@ -28,7 +28,7 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 from asgi_correlation_id import CorrelationIdMiddleware, correlation_id
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fastapi import Path as InPath
 from fastapi.responses import JSONResponse
 from prometheus_client import (
@@ -48,6 +48,7 @@ from zhucun.shared.bounds import ID_MAX_LENGTH, ID_PATTERN
 from zhucun.shared.envelope import EventMetadata
 from zhucun.shared.errors import describe_error
 from zhucun.shared.openapi import install_openapi
+from zhucun.shared.pages import MAX_PAGE_SIZE
 from zhucun.shared.problems import ProblemError, install_problem_handlers, problem_response
 from zhucun.shared.settings import ServiceSettings
 
@@ -78,6 +79,21 @@ T = TypeVar("T")
 CountyCode = Annotated[
     str, InPath(pattern=r"^\d{2}(\d{2}){0,2}$", description="county division code, e.g. 530102")
 ]
+#: ``?limit=``: items per page.
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (at most {MAX_PAGE_SIZE})")
+]
+#: ``?after=``: the ``next`` cursor of the previous page.
+After = Annotated[
+    str | None,
+    Query(
+        pattern=ID_PATTERN,
+        max_length=ID_MAX_LENGTH,
+        description="the `next` of the previous page; omitted for the first page",
+    ),
+]
+
+
 #: A cadre's id in a route's path.
 CadreId = Annotated[
     str, InPath(pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="a cadre's id")

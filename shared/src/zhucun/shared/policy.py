@@ -47,7 +47,7 @@ from typing import Any, ClassVar, Final, Self, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, model_validator
 
-from zhucun.shared.bounds import Name
+from zhucun.shared.bounds import PolicyVersion
 from zhucun.shared.rules import RuleKind, RuleViolation
 
 DEFAULT_JURISDICTION = "default"
@@ -130,7 +130,7 @@ class PolicyPack(BaseModel):
 
     #: Stable id recorded by every event that applied one of the pack's rules.
     #: Recorded in events (``policy_version``) and shown to people: a name's bounds.
-    version: Name
+    version: PolicyVersion
     effective_from: date
     jurisdiction: str = DEFAULT_JURISDICTION
     description: str = ""

@@ -285,20 +285,30 @@ def _tune_garbage_collector() -> None:
 async def _rule_refused(
     runtime: ServiceRuntime, service: str, request: Request, exc: Exception
 ) -> Response:
-    """A refused command as its problem document; a *retryable* refusal (the service's
-    replica of another service does not know what the command names) stays retryable only
-    while a replica is behind its source: once every replica has caught up, the thing is
-    unknown, and the answer is a final 404 (a client honouring ``Retry-After`` would
-    otherwise retry a typo for ever)."""
     assert isinstance(exc, RuleViolation)
-    problem = rule_problem(exc, service=service)
-    if exc.retryable:
-        behind = await replicas_behind(runtime)
-        if behind == 0:
-            problem = _final_not_found(problem, runtime)
-        elif behind is not None:
-            problem.detail = f"{problem.detail} (the replica is {behind} record(s) behind)"
+    problem = await refusal_problem(runtime, exc, service=service)
     return problem_response(problem.to_problem(instance=request.url.path), headers=problem.headers)
+
+
+async def refusal_problem(
+    runtime: ServiceRuntime, error: RuleViolation, *, service: str, behind: int | None = None
+) -> ProblemError:
+    """A refused command as its problem (``rule_problem``), where a *retryable* refusal (the
+    service's replica of another service does not know what the command names) stays
+    retryable only while a replica is behind its source: once every replica has caught up,
+    the thing is unknown, and the answer is a final 404 (a client honouring ``Retry-After``
+    would otherwise retry a typo for ever). ``behind``: the replicas' lag, when the caller
+    has asked already (an answer of many items asks once)."""
+    problem = rule_problem(error, service=service)
+    if not error.retryable:
+        return problem
+    if behind is None:
+        behind = await replicas_behind(runtime)
+    if behind == 0:
+        return _final_not_found(problem, runtime)
+    if behind is not None:
+        problem.detail = f"{problem.detail} (the replica is {behind} record(s) behind)"
+    return problem
 
 
 #: How long a refusal waits for the replicas' end offsets before it stays retryable.

@@ -31,9 +31,10 @@ it): the one list, a county's leave requests, is of requests, soonest first.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from zhucun.attendance import application
@@ -65,17 +66,18 @@ from zhucun.shared.bounds import (
     Timestamp,
 )
 from zhucun.shared.commands import CommandAccepted
-from zhucun.shared.http import CadreId, CountyCode, command_metadata, use_cases
+from zhucun.shared.http import After, CadreId, CountyCode, Limit, command_metadata, use_cases
 from zhucun.shared.inputs import Input
 from zhucun.shared.openapi import CONFLICTS_FLAG
-from zhucun.shared.pages import DEFAULT_PAGE_SIZE, After, Limit, Page
+from zhucun.shared.pages import DEFAULT_PAGE_SIZE, Page
 from zhucun.shared.problems import (
     FieldError,
     field_errors,
     problem_document,
-    rule_problem,
     validation_problem,
 )
+from zhucun.shared.rules import RuleViolation
+from zhucun.shared.service import refusal_problem, replicas_behind, service_runtime
 
 #: The prefix of the service's problem types (``https://zhucun.dev/problems/attendance/...``).
 SERVICE = "attendance"
@@ -244,22 +246,47 @@ def _batch_item(raw: dict[str, Any]) -> CheckInItem | InvalidItem:
         return InvalidItem(_valid_id(raw.get("check_in_id")), errors)
 
 
-def _item_result(item: BatchItem) -> ItemResult:
+class _Refusals:
+    """The problems of the refused items of one answer, as the service answers a single
+    refusal (``refusal_problem``: a replica gap is final once the replicas have caught up);
+    the replicas' lag is asked once per answer, not once per item."""
+
+    def __init__(self, request: Request, refusals: Sequence[RuleViolation | None]) -> None:
+        self.runtime = service_runtime(request.app)
+        self.asks = any(r is not None and r.retryable for r in refusals)
+        self.behind: int | None = None
+
+    async def __aenter__(self) -> _Refusals:
+        if self.asks:
+            self.behind = await replicas_behind(self.runtime)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+    async def document(self, refusal: RuleViolation) -> dict[str, Any]:
+        problem = await refusal_problem(
+            self.runtime, refusal, service=SERVICE, behind=self.behind if self.asks else None
+        )
+        return problem_document(problem)
+
+
+async def _item_result(item: BatchItem, refusals: _Refusals) -> ItemResult:
     problem = None
     if item.invalid is not None:
         fields = [FieldError.model_validate(e) for e in item.invalid.errors]
         problem = problem_document(validation_problem(fields, title="Invalid item"))
     elif item.refusal is not None:
-        problem = problem_document(rule_problem(item.refusal, service=SERVICE))
+        problem = await refusals.document(item.refusal)
     return ItemResult(
         index=item.index, check_in_id=item.check_in_id, status=item.status, problem=problem
     )
 
 
-def _close_outcome(cadre: CadreClose) -> CloseOutcome:
+async def _close_outcome(cadre: CadreClose, refusals: _Refusals) -> CloseOutcome:
     problem = None
     if cadre.refusal is not None:
-        problem = problem_document(rule_problem(cadre.refusal, service=SERVICE))
+        problem = await refusals.document(cadre.refusal)
     return CloseOutcome(cadre_id=cadre.cadre_id, status=cadre.status, problem=problem)
 
 
@@ -300,15 +327,17 @@ async def record_check_in(
     ),
 )
 async def record_check_in_batch(
-    cadre_id: CadreId, body: CheckInBatchBody, principal: Cadre, ctx: Ctx
+    request: Request, cadre_id: CadreId, body: CheckInBatchBody, principal: Cadre, ctx: Ctx
 ) -> BatchResult:
     items = [_batch_item(raw) for raw in body.items]
     outcome = await application.record_check_in_batch(ctx, _actor(principal), cadre_id, items)
+    async with _Refusals(request, [item.refusal for item in outcome.items]) as refusals:
+        results = [await _item_result(item, refusals) for item in outcome.items]
     return BatchResult(
         recorded=outcome.count("recorded"),
         duplicates=outcome.count("duplicate"),
         refused=outcome.count("refused"),
-        items=[_item_result(item) for item in outcome.items],
+        items=results,
     )
 
 
@@ -530,15 +559,17 @@ async def close_cadre_month(
     ),
 )
 async def close_county_month(
-    county: CountyCode, month: Month, principal: CountyAdmin, ctx: Ctx
+    request: Request, county: CountyCode, month: Month, principal: CountyAdmin, ctx: Ctx
 ) -> CountyCloseResult:
     outcome = await application.close_county_month(ctx, _actor(principal), county, month)
+    async with _Refusals(request, [cadre.refusal for cadre in outcome.cadres]) as refusals:
+        cadres = [await _close_outcome(cadre, refusals) for cadre in outcome.cadres]
     return CountyCloseResult(
         month=outcome.month,
         closed=outcome.count("closed"),
         already_closed=outcome.count("already_closed"),
         refused=outcome.count("refused"),
-        cadres=[_close_outcome(cadre) for cadre in outcome.cadres],
+        cadres=cadres,
     )
 
 

@@ -57,9 +57,9 @@ from zhucun.shared.auth import Principal, require_roles
 from zhucun.shared.auth import Role as AccessRole
 from zhucun.shared.bounds import ID_MAX_LENGTH, ID_PATTERN
 from zhucun.shared.commands import CommandAccepted
-from zhucun.shared.http import CountyCode, command_metadata, use_cases
+from zhucun.shared.http import After, CountyCode, Limit, command_metadata, use_cases
 from zhucun.shared.openapi import CONFLICTS_FLAG
-from zhucun.shared.pages import DEFAULT_PAGE_SIZE, After, Limit, Page
+from zhucun.shared.pages import DEFAULT_PAGE_SIZE, Page
 from zhucun.shared.problems import ProblemError
 
 Writer = Annotated[Principal, Depends(require_roles(AccessRole.ORG_ADMIN))]

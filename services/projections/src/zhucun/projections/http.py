@@ -59,9 +59,9 @@ from zhucun.projections.decisions.queries import (
 from zhucun.projections.sources import union_registry
 from zhucun.shared.auth import Principal, Role, require_roles
 from zhucun.shared.bounds import ID_MAX_LENGTH, ID_PATTERN, BusinessDate, Timestamp
-from zhucun.shared.http import CadreId, command_metadata, use_cases
+from zhucun.shared.http import After, CadreId, Limit, command_metadata, use_cases
 from zhucun.shared.inputs import Input
-from zhucun.shared.pages import DEFAULT_PAGE_SIZE, After, Limit, Page
+from zhucun.shared.pages import DEFAULT_PAGE_SIZE, Page
 
 #: The use cases, wired by the composition root to the running service.
 Side = Annotated[ReadSide, Depends(use_cases(ReadSide))]

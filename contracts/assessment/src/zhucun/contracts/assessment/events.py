@@ -43,6 +43,7 @@ from zhucun.shared.bounds import (
     Name,
     Note,
     Percent,
+    PolicyVersion,
     PositiveCount,
     Quarter,
     Text,
@@ -63,9 +64,6 @@ COUNTY_CADRES_MAX: Final = 10_000
 
 County = Annotated[str, StringConstraints(pattern=COUNTY_PATTERN)]
 EvaluationPeriod = Annotated[str, StringConstraints(pattern=EVALUATION_PERIOD_PATTERN)]
-#: A policy pack's version, as events record it (``reference-2021``): a name, as the pack's
-#: file may give it.
-PolicyVersion = Name
 
 
 # --- vocabulary -----------------------------------------------------------------------------

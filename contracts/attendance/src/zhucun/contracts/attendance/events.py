@@ -42,6 +42,7 @@ from zhucun.shared.bounds import (
     Id,
     Month,
     Note,
+    PolicyVersion,
     Text,
     Timestamp,
 )
@@ -256,7 +257,7 @@ class MonthClosed(DomainEvent):
     #: Spot checks of the month (a township may make several a day).
     spot_checks: Count
     unexcused_absences: Count
-    policy_version: Id
+    policy_version: PolicyVersion
 
     @property
     def compliant(self) -> bool:
@@ -284,7 +285,7 @@ class LeaveRequested(DomainEvent):
     days: LeaveDays
     purpose: Note = ""
     approval_level: ApprovalLevel
-    policy_version: Id
+    policy_version: PolicyVersion
 
 
 @registry.register
