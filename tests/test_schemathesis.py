@@ -17,9 +17,12 @@ A county is staffed first through dispatch's API (``StaffedCounty``: a village i
 that county, the token's, so requests pass the jurisdiction check and reach the rules; a
 cadre's token also pins ``cadre_id`` to itself (a cadre on post), so its check-ins, diaries
 and leave meet the real replica, geofence and policy pack. A run is
-bounded by ``MAX_EXAMPLES`` per operation and phase, so the whole file stays within a few
-minutes. The case counts per service and role are printed (``-s``) and written to
-``schemathesis.json`` in the test's temporary directory.
+bounded so the whole file stays within a few minutes: the roles that do a service's work
+(``THOROUGH``: org_admin everywhere, and the cadre at attendance) get every phase with
+``MAX_EXAMPLES`` per operation; every other role gets the fuzzing phase with
+``QUICK_EXAMPLES`` (their requests mostly end at the role check, which the thorough runs'
+negative cases exercise too). The case counts per service and role are printed (``-s``)
+and written to ``schemathesis.json`` in the test's temporary directory.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ CHECKS = (
     "response_schema_conformance",
 )
 MAX_EXAMPLES = 8
+QUICK_EXAMPLES = 4
+#: The roles each service is run with in every phase.
+THOROUGH: dict[str, frozenset[str]] = {
+    "dispatch": frozenset({"org_admin"}),
+    "attendance": frozenset({"org_admin", "cadre"}),
+    "assessment": frozenset({"org_admin"}),
+    "projections": frozenset({"org_admin"}),
+}
 SEED = 15
 ROLES = ("org_admin", "township", "auditor", "cadre", "service")
 
@@ -98,8 +109,7 @@ def _run(service: str, url: str, role: str, county: StaffedCounty, work: Path) -
         f"Authorization: Bearer {bearer}",
         "--checks",
         ",".join(CHECKS),
-        "--max-examples",
-        str(MAX_EXAMPLES),
+        *_depth(service, role),
         "--seed",
         str(SEED),
         "--no-shrink",
@@ -123,6 +133,12 @@ def _run(service: str, url: str, role: str, county: StaffedCounty, work: Path) -
     result: dict[str, Any] = json.loads(report.read_text())
     result["output_tail"] = _failures_section(done.stdout)
     return result
+
+
+def _depth(service: str, role: str) -> list[str]:
+    if role in THOROUGH[service]:
+        return ["--max-examples", str(MAX_EXAMPLES)]
+    return ["--phases", "fuzzing", "--max-examples", str(QUICK_EXAMPLES)]
 
 
 def _failures_section(output: str) -> str:

@@ -357,3 +357,22 @@ async def test_replicas_behind_sums_every_partition_of_every_replica() -> None:
     runtime: ServiceRuntime = app.state.runtime
     runtime.projections["other"] = FakeRunner({("u", 0): 4})  # type: ignore[assignment]
     assert await replicas_behind(runtime) == 11
+
+
+async def test_a_burst_of_refusals_asks_kafka_once() -> None:
+    """The end offsets cost a round trip: a client retrying a typo in a loop must not turn
+    each request into a question to the broker."""
+    asked: list[int] = []
+
+    @dataclass
+    class CountingRunner(FakeRunner):
+        async def lag(self) -> Mapping[tuple[str, int], int]:
+            asked.append(1)
+            return self.lags
+
+    app = _service_app(None)
+    runtime: ServiceRuntime = app.state.runtime
+    runtime.projections["r"] = CountingRunner({("t", 0): 0})  # type: ignore[assignment]
+    answers = [await replicas_behind(runtime) for _ in range(20)]
+    assert answers == [0] * 20
+    assert len(asked) == 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -88,6 +89,15 @@ class KafkaConnection:
 
 
 @dataclass
+class CatchUp:
+    """The replicas' lag as last asked (``replicas_behind``)."""
+
+    behind: int | None = None
+    asked_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
 class ServiceRuntime:
     """What the lifespan connected; handlers reach it as ``request.app.state.runtime``."""
 
@@ -107,6 +117,7 @@ class ServiceRuntime:
     #: Folded stream states of recent commands (see ``StateCache``): a command on a stream
     #: this process touched lately reads only what was appended since.
     states: StateCache = field(default_factory=StateCache)
+    catch_up: CatchUp = field(default_factory=CatchUp)
 
     #: How the events of the service's own store decode (None for a service without one).
     events: EventRegistry | None = None
@@ -313,14 +324,31 @@ async def refusal_problem(
 
 #: How long a refusal waits for the replicas' end offsets before it stays retryable.
 CATCH_UP_CHECK_SECONDS = 2.0
+#: How long the replicas' lag, once asked, answers refusals.
+CATCH_UP_CACHE_SECONDS = 1.0
 
 
 async def replicas_behind(runtime: ServiceRuntime) -> int | None:
     """Records the service's replicas have not applied yet (end offsets minus stored offsets,
     summed over every partition of every replica); ``None`` when it cannot tell (no replica,
-    a topic without partitions yet, Kafka not answering)."""
+    a topic without partitions yet, Kafka not answering).
+
+    Asking Kafka for the end offsets takes a round trip (about half a second measured here),
+    so the answer is kept for ``CATCH_UP_CACHE_SECONDS`` and one question is in flight at a
+    time: a burst of refusals (a client retrying a typo) costs one question a second, not one
+    per request."""
     if not runtime.projections:
         return None
+    cache = runtime.catch_up
+    async with cache.lock:
+        if time.monotonic() - cache.asked_at < CATCH_UP_CACHE_SECONDS:
+            return cache.behind
+        cache.behind = await _ask_replicas_behind(runtime)
+        cache.asked_at = time.monotonic()
+        return cache.behind
+
+
+async def _ask_replicas_behind(runtime: ServiceRuntime) -> int | None:
     try:
         async with asyncio.timeout(CATCH_UP_CHECK_SECONDS):
             lags = [await runner.lag() for runner in runtime.projections.values()]
