@@ -3,7 +3,6 @@ field of the contract is bounded in them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
@@ -21,31 +20,9 @@ from zhucun.contracts.assessment.events import (
 )
 from zhucun.shared.asyncapi import render
 from zhucun.shared.http import render_openapi
-from zhucun.shared.testing import assert_committed, documented_events
+from zhucun.shared.testing import assert_committed, documented_events, unbounded
 
 pytestmark = pytest.mark.unit
-
-
-def unbounded(schema: Mapping[str, Any], where: str = "") -> list[str]:
-    """Where a JSON schema leaves a value unbounded: a string without a length, pattern or
-    format, a number without a minimum and a maximum, an array without ``maxItems``."""
-    found: list[str] = []
-    for option in schema.get("anyOf", ()):
-        found += unbounded(option, where)
-    kind = schema.get("type")
-    if kind == "string" and not (
-        "enum" in schema or "format" in schema or "pattern" in schema or "maxLength" in schema
-    ):
-        found.append(where)
-    if kind in {"integer", "number"} and not {"minimum", "maximum"} <= set(schema):
-        found.append(where)
-    if kind == "array":
-        if "maxItems" not in schema:
-            found.append(where)
-        found += unbounded(schema.get("items", {}), f"{where}[]")
-    for name, member in schema.get("properties", {}).items():
-        found += unbounded(member, f"{where}.{name}")
-    return found
 
 
 def test_committed_asyncapi_document_is_current() -> None:

@@ -289,3 +289,28 @@ async def read_topic(
         return records
     finally:
         await consumer.stop()
+
+
+def unbounded(schema: Mapping[str, Any], where: str = "") -> list[str]:
+    """Where a JSON schema leaves a value unbounded (``docs/domain.md``, "Bounds of the
+    contracts"): a string without a length, pattern, format or enum, a number without a
+    minimum and a maximum, an array without ``maxItems``; ``where`` names the path."""
+    found: list[str] = []
+    for option in schema.get("anyOf", ()):
+        found += unbounded(option, where)
+    kind = schema.get("type")
+    if kind == "string" and not (
+        "enum" in schema or "format" in schema or "pattern" in schema or "maxLength" in schema
+    ):
+        found.append(where)
+    keys = set(schema)
+    lower, upper = {"minimum", "exclusiveMinimum"} & keys, {"maximum", "exclusiveMaximum"} & keys
+    if kind in {"integer", "number"} and not (lower and upper):
+        found.append(where)
+    if kind == "array":
+        if "maxItems" not in schema:
+            found.append(where)
+        found += unbounded(schema.get("items", {}), f"{where}[]")
+    for name, member in schema.get("properties", {}).items():
+        found += unbounded(member, f"{where}.{name}")
+    return found
