@@ -730,6 +730,18 @@ async def test_a_killed_worker_s_partitions_are_taken_over_without_loss_or_repea
 
     await until(settled, 40, "both workers applied events", alive=both_alive)
     split_at = int(await stage.pool.fetchval(f"SELECT max(seq) FROM {SCHEMA}.tally_applied"))
+
+    # A has committed since the split (on a loaded machine a batch may take longer than the
+    # random pause below): it holds partitions when it dies.
+    async def a_applied_since_the_split() -> bool:
+        return bool(
+            await stage.pool.fetchval(
+                f"SELECT count(*) FROM {SCHEMA}.tally_applied WHERE worker = 'A' AND seq > $1",
+                split_at,
+            )
+        )
+
+    await until(a_applied_since_the_split, 40, "A applying after the split", alive=both_alive)
     await asyncio.sleep(rng.uniform(0.1, 0.6))
     inside = await a.kill_inside_a_transaction(stage.pool)
     killed = time.monotonic()
